@@ -249,6 +249,15 @@ def _to_bytes(midi) -> bytes:
     return as_score(midi).dumps_midi()
 
 
+def _mp_context():
+    """spawn, not fork: libfluidsynth loads SoundFonts with OpenMP, and a forked child of a process
+    whose OpenMP pool torch already started deadlocks in sfload (seen here). Threads avoid that but
+    reached only 71% parallel efficiency on 2 cores. The price of spawn: a plain script that renders
+    with a pool needs the usual `if __name__ == "__main__":` guard (notebooks, pytest and
+    `python -m smart_core` need nothing)."""
+    return mp.get_context("spawn")
+
+
 class RenderPool:
     """Renders batches of MIDI across worker processes, each holding a loaded synth.
 
@@ -262,7 +271,7 @@ class RenderPool:
         self.workers = workers or os.cpu_count() or 1
         self._pool = None
         if self.workers > 1:
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=_mp_context(),
                                                 initializer=_init_worker, initargs=(settings,))
         else:
             self._local = FluidRenderer(settings.soundfont, settings.sample_rate)

@@ -1,0 +1,56 @@
+"""Sampling completions with a KV cache, and per-token log-probabilities of given completions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from .tokenizer import EOS_ID, PAD_ID
+
+
+@torch.no_grad()
+def sample(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ancestral sampling from softmax(logits / temperature): no top-k, no top-p.
+
+    prompt_ids: [B, P], all prompts of one length (no padding). Returns (completions [B, T],
+    mask [B, T]) with T <= max_new_tokens: tokens after a sequence's EOS are PAD and masked out;
+    the EOS itself is kept in the mask (it is a sampled action).
+    """
+    device = prompt_ids.device
+    batch = prompt_ids.size(0)
+    cache = DynamicCache()
+    logits = model(input_ids=prompt_ids, cache=cache, use_cache=True).logits[:, -1]
+    tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=device)
+    for _ in range(max_new_tokens):
+        probs = F.softmax(logits.float() / temperature, dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(finished, torch.full_like(nxt, PAD_ID), nxt)
+        tokens.append(nxt)
+        finished |= nxt == EOS_ID
+        if bool(finished.all()):
+            break
+        logits = model(input_ids=nxt[:, None], cache=cache, use_cache=True).logits[:, -1]
+    completions = torch.stack(tokens, dim=1)
+    return completions, completion_mask(completions)
+
+
+def completion_mask(completions: torch.Tensor) -> torch.Tensor:
+    """1 for tokens up to and including the first EOS, 0 after it."""
+    is_eos = completions == EOS_ID
+    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    return (~after_eos).float()
+
+
+def token_logprobs(model, prompt_ids: torch.Tensor, completions: torch.Tensor, temperature: float = 1.0,
+                   with_entropy: bool = False):
+    """log p(completion token | prefix) for each completion position: [B, T] (and entropy [B, T])."""
+    full = torch.cat([prompt_ids, completions], dim=1)
+    logits = model(input_ids=full).logits[:, prompt_ids.size(1) - 1:-1].float() / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, completions.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return logp
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
