@@ -82,6 +82,9 @@ class Config:
     checkpoint_every: int = 20
     audio_every: int = 20
     prompt_kind: str = "procedural"  # procedural | procedural+note | dataset
+    # 0: fresh random prompts every step (the paper). N > 0: every step draws from one fixed set of
+    # N prompts, which removes between-prompt noise from short runs (the learning test uses 1).
+    prompt_pool: int = 0
 
     # --- evaluation and analysis ----------------------------------------------------------------
     eval_prompts: int = 1000

@@ -100,7 +100,11 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
 
 def training_prompts(cfg: Config, step: int, dataset_ids=None):
     rng = np.random.default_rng(step_seed(cfg.seed, step))
-    prompts = make_prompts(cfg.prompt_kind, cfg.prompts_per_step, rng, dataset_ids)
+    if cfg.prompt_pool:
+        pool = make_prompts(cfg.prompt_kind, cfg.prompt_pool, np.random.default_rng(step_seed(cfg.seed, 0, 2)), dataset_ids)
+        prompts = [pool[i] for i in rng.integers(0, len(pool), size=cfg.prompts_per_step)]
+    else:
+        prompts = make_prompts(cfg.prompt_kind, cfg.prompts_per_step, rng, dataset_ids)
     return [p for p in prompts for _ in range(cfg.group_size)]  # consecutive groups of G
 
 

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from smart_core.config import PROFILES, Config
+
+
+def test_every_profile_builds_and_names_the_three_paper_runs():
+    for name in PROFILES:
+        cfg = Config.from_profile(name)
+        assert cfg.profile == name
+        assert set(cfg.runs) == {"smart", "long", "long_beta0"}
+        assert cfg.for_run("long_beta0").beta == 0.0
+        assert cfg.for_run("long").steps > cfg.for_run("smart").steps
+
+
+def test_paper_profile_holds_the_paper_settings():
+    cfg = Config.from_profile("paper")
+    assert (cfg.n_layer, cfg.hidden_size, cfg.intermediate_size, cfg.n_head) == (4, 512, 2048, 8)
+    assert (cfg.group_size, cfg.completions_per_step, cfg.lr, cfg.beta) == (8, 32, 1e-4, 0.04)
+    assert (cfg.max_completion_tokens, cfg.checkpoint_every, cfg.temperature, cfg.num_iterations) == (256, 20, 1.0, 1)
+    assert cfg.runs["smart"] == {"steps": 200, "beta": 0.04}
+    assert cfg.runs["long_beta0"] == {"steps": 1000, "beta": 0.0}
+
+
+def test_overrides_and_unknown_keys():
+    cfg = Config.from_profile("tiny", seed=3)
+    assert cfg.seed == 3
+    with pytest.raises(ValueError, match="unknown config keys"):
+        Config.from_profile("tiny", not_a_key=1)
+    with pytest.raises(ValueError, match="unknown profile"):
+        Config.from_profile("huge")
+
+
+def test_cli_overrides_parse_json_values():
+    cfg = Config.from_profile("tiny").with_cli_overrides(["beta=0", "soundfont=musescore", "reward_weights={\"standin\": 0.1}"])
+    assert cfg.beta == 0 and cfg.soundfont == "musescore" and cfg.reward_weights == {"standin": 0.1}
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.with_cli_overrides(["beta"])
+
+
+def test_save_load_roundtrip(tmp_path):
+    cfg = Config.from_profile("small", seed=5)
+    cfg.save(tmp_path / "c.json")
+    assert Config.load(tmp_path / "c.json") == cfg
+    assert json.loads((tmp_path / "c.json").read_text())["profile"] == "small"

@@ -1,0 +1,98 @@
+import numpy as np
+import pretty_midi
+import pytest
+import symusic
+
+from smart_core.render import (FluidRenderer, RenderPool, RenderSettings, SoundFontNotFound, note_events, render_midi,
+                               resolve_soundfont, save_wav)
+
+SF = "timgm6mb"  # ships with pretty_midi: no system package needed
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return FluidRenderer(SF)
+
+
+def spectral_peak_hz(audio, sr=48_000):
+    spec = np.abs(np.fft.rfft(audio.mean(axis=0)))
+    return np.fft.rfftfreq(audio.shape[1], 1 / sr)[spec.argmax()]
+
+
+def test_a4_renders_at_440_hz_for_one_second(renderer, fixtures):
+    audio = renderer.render(fixtures / "a4_one_second.mid")
+    assert audio.dtype == np.float32 and audio.shape == (2, 48_000)
+    assert abs(spectral_peak_hz(audio) - 440.0) < 3.0
+    assert np.isclose(np.abs(audio).max(), 1.0, atol=1e-3)  # peak-normalised
+
+
+def test_duration_follows_the_midi_and_is_capped(renderer, fixtures):
+    scale = renderer.render(fixtures / "c_major_scale.mid")  # 8 beats at 90 BPM = 5.33 s
+    assert scale.shape[1] == round(8 * 60 / 90 * 48_000)
+    long = renderer.render(fixtures / "dense_long.mid", max_seconds=10.0)
+    assert long.shape[1] == 10 * 48_000
+    cropped = renderer.render(fixtures / "dense_long.mid", max_beats=4)  # 4 beats at 96 BPM
+    assert cropped.shape[1] == round(4 * 60 / 96 * 48_000)
+
+
+def test_same_midi_same_samples(renderer, fixtures):
+    a = renderer.render(fixtures / "two_tracks_tempo_change.mid")
+    b = renderer.render(fixtures / "two_tracks_tempo_change.mid")
+    assert np.array_equal(a, b)
+
+
+def test_clip_after_a_loud_clip_starts_silent_and_unchanged(fixtures):
+    fresh = FluidRenderer(SF).render(fixtures / "c_major_scale.mid", normalise=False)
+    used = FluidRenderer(SF)
+    loud = used.render(fixtures / "dense_long.mid", normalise=False)
+    assert np.abs(loud).max() > 0.1
+    after = used.render(fixtures / "c_major_scale.mid", normalise=False)
+    assert np.array_equal(after, fresh)
+    silent_start = FluidRenderer(SF)
+    silent_start.render(fixtures / "dense_long.mid")
+    quiet = symusic.Score(480)
+    t = symusic.Track(program=0)
+    t.notes.append(symusic.Note(480, 480, 60, 10))  # starts one beat in
+    quiet.tracks.append(t)
+    audio = silent_start.render(quiet, normalise=False)
+    assert np.abs(audio[:, :20_000]).max() == 0.0
+
+
+def test_empty_score_gives_one_second_of_silence(renderer, fixtures):
+    audio = renderer.render(symusic.Score(480))
+    assert audio.shape == (2, 48_000) and not audio.any()
+    assert len(note_events(fixtures / "drums_only.mid")) == 0
+
+
+def test_inputs_path_score_and_pretty_midi_agree(fixtures):
+    path = fixtures / "c_major_scale.mid"
+    a = render_midi(path, SF)
+    b = render_midi(symusic.Score(str(path)), SF)
+    c = render_midi(pretty_midi.PrettyMIDI(str(path)), SF)
+    assert np.array_equal(a, b)
+    assert a.shape == c.shape and np.abs(a - c).max() < 1e-3
+
+
+def test_missing_soundfont_says_what_to_install(tmp_path):
+    with pytest.raises(SoundFontNotFound, match="neither a registry name"):
+        resolve_soundfont(str(tmp_path / "nope.sf2"))
+    with pytest.raises(SoundFontNotFound, match="apt-get install|download"):
+        resolve_soundfont("yamaha_c5")
+
+
+def test_pool_returns_results_in_input_order(fixtures):
+    files = [fixtures / n for n in ("c_major_scale.mid", "a4_one_second.mid", "dense_long.mid", "two_tracks_tempo_change.mid")]
+    serial = [FluidRenderer(SF).render(f) for f in files]
+    with RenderPool(RenderSettings(soundfont=SF), workers=2) as pool:
+        parallel = pool.render(files * 2)
+    for a, b in zip(serial * 2, parallel):
+        assert np.array_equal(a, b)
+
+
+def test_wav_writer(tmp_path, renderer, fixtures):
+    import wave
+
+    audio = renderer.render(fixtures / "a4_one_second.mid")
+    save_wav(tmp_path / "a.wav", audio, 48_000)
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, 48_000, 48_000)
