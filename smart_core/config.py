@@ -90,6 +90,9 @@ class Config:
     eval_prompts: int = 1000
     diversity_samples: int = 64  # per checkpoint, for the diversity-along-training curves
     listening_prompts: int = 15
+    listening_max_attempts: int = 20  # regenerations per stimulus until the paper's filters hold
+    power_simulations: int = 200      # simulated studies per point of the power curve
+    compare_soundfonts: bool = True   # the SoundFont table renders with every installed font
 
     # The paper's three runs, as overrides of the fields above. Profiles scale them.
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -191,6 +194,9 @@ _PROFILE_VALUES: dict[str, dict[str, Any]] = {
         eval_prompts=8,
         diversity_samples=8,
         listening_prompts=2,
+        listening_max_attempts=2,
+        power_simulations=10,
+        compare_soundfonts=False,
         runs={
             "smart": {"steps": 4, "beta": 0.04},
             "long": {"steps": 6, "beta": 0.04},
@@ -204,26 +210,28 @@ _PROFILE_VALUES: dict[str, dict[str, Any]] = {
         intermediate_size=768,
         n_head=4,
         crop_tokens=256,
-        pretrain_steps=900,
+        pretrain_steps=600,
         pretrain_batch=16,
         pretrain_lr=1e-3,
         pretrain_warmup=50,
         pretrain_eval_every=100,
         soundfont="fluidr3_gm",
-        steps=60,
+        steps=40,
         prompts_per_step=2,
         group_size=8,
         lr=3e-4,
         max_completion_tokens=128,
         checkpoint_every=10,
         audio_every=20,
-        eval_prompts=128,
-        diversity_samples=32,
+        eval_prompts=96,
+        diversity_samples=24,
         listening_prompts=15,
+        listening_max_attempts=8,
+        power_simulations=100,
         runs={
-            "smart": {"steps": 60, "beta": 0.04},
-            "long": {"steps": 150, "beta": 0.04},
-            "long_beta0": {"steps": 150, "beta": 0.0},
+            "smart": {"steps": 40, "beta": 0.04},
+            "long": {"steps": 100, "beta": 0.04},
+            "long_beta0": {"steps": 100, "beta": 0.0},
         },
     ),
     "paper": dict(

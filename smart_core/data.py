@@ -1,9 +1,8 @@
 """Training corpus: real piano music as single-track MIDI, split by piece, tokenized.
 
 Sources:
-  * "music21" (default, no network): the Bach chorales and keyboard pieces, plus the multi-voice
-    art music of Mozart, Beethoven, Haydn, Joplin, Clara Schumann, Beach, Chopin, Handel and
-    Schubert that music21 ships. Every piece is merged to one piano track. Folk tunes are left
+  * "music21" (default, no network): the Bach chorales and keyboard pieces, plus the pieces by
+    Mozart, Joplin, Clara Schumann, Beach, Chopin, Handel and Schubert that music21 ships. Every piece is merged to one piano track. Folk tunes are left
     out on purpose: they are monophonic, and a piano model trained on them learns single lines.
   * any folder of MIDI files (a local MAESTRO or MetaMIDI piano subset), searched recursively.
 
@@ -31,9 +30,9 @@ from .config import Config
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-MUSIC21_COMPOSERS = (
-    "bach", "mozart", "beethoven", "haydn", "joplin", "schumann_clara", "beach", "chopin", "handel", "schubert",
-)
+# Beethoven and Haydn are left out: music21 has only their string quartets, which are not keyboard
+# music and take minutes each to parse (op. 132, op. 133), a third of the small profile's budget.
+MUSIC21_COMPOSERS = ("bach", "mozart", "joplin", "schumann_clara", "beach", "chopin", "handel", "schubert")
 MIDI_SUFFIXES = {".mid", ".midi", ".MID", ".MIDI"}
 
 
@@ -101,21 +100,21 @@ def _music21_to_midi(args: tuple[str, str]) -> tuple[str, str | None]:
 
 
 def music21_sources(max_pieces: int | None = None) -> list[tuple[str, str]]:
-    """(name, path) for the bundled pieces we use, in a fixed order."""
+    """(name, path) for the bundled pieces we use, in a fixed order. A name is the file's path
+    inside music21's corpus (beethoven/opus18no1/movement1.mxl -> beethoven-opus18no1-movement1):
+    bare stems collide (every quartet has a movement1)."""
     from music21 import corpus
 
-    items = []
+    items, seen = [], set()
     for composer in MUSIC21_COMPOSERS:
         for path in sorted(str(p) for p in corpus.getComposer(composer)):
-            stem = Path(path).name.split(".")[0]
-            items.append((f"{composer}-{stem}", path))
-    # a few pieces appear in several formats: keep the first of each name
-    seen, unique = set(), []
-    for name, path in items:
-        if name not in seen:
-            seen.add(name)
-            unique.append((name, path))
-    return unique[:max_pieces] if max_pieces else unique
+            parts = Path(path).parts
+            inner = parts[parts.index(composer) + 1:] if composer in parts else (Path(path).name,)
+            name = "-".join([composer, *inner[:-1], inner[-1].split(".")[0]])
+            if name not in seen:  # a few pieces ship in several formats: keep the first
+                seen.add(name)
+                items.append((name, path))
+    return items[:max_pieces] if max_pieces else items
 
 
 def convert_music21(cache_dir: Path, max_pieces: int | None = None, workers: int = 0) -> tuple[list[Path], list[dict]]:

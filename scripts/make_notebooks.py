@@ -1,0 +1,143 @@
+"""Writes notebooks/*.ipynb (run after editing a notebook's cells here; the .ipynb are committed).
+
+    .venv/bin/python scripts/make_notebooks.py
+"""
+from pathlib import Path
+
+import nbformat as nbf
+
+OUT = Path(__file__).resolve().parent.parent / "notebooks"
+
+COLAB = '''# Set-up. On Colab only: installs system packages and this package, picks the `paper` profile
+# when a GPU is present, and can keep runs on Google Drive. Elsewhere this cell does nothing.
+import os, sys
+ON_COLAB = "google.colab" in sys.modules
+COLAB_PROFILE = None
+SMART_REPO = os.environ.get("SMART_REPO", "")  # this repository's git URL, e.g. https://github.com/<you>/smart-repro
+MOUNT_DRIVE = False
+if ON_COLAB:
+    import subprocess, torch
+    subprocess.run("apt-get -qq install -y libfluidsynth3 fluid-soundfont-gm > /dev/null", shell=True, check=True)
+    if not SMART_REPO:
+        raise RuntimeError("set SMART_REPO to this repository's git URL (see README, 'Open in Colab')")
+    if not os.path.exists("smart-repro"):
+        subprocess.run(f"git clone -q {SMART_REPO} smart-repro", shell=True, check=True)
+    os.chdir("smart-repro")
+    subprocess.run("pip -q install -e . && pip -q install --no-deps audiobox-aesthetics==0.0.4", shell=True, check=True)
+    COLAB_PROFILE = "paper" if torch.cuda.is_available() else "small"
+    if MOUNT_DRIVE:
+        from google.colab import drive
+        drive.mount("/content/drive")
+        os.makedirs("/content/drive/MyDrive/smart-runs", exist_ok=True)
+        if not os.path.exists("runs"):
+            os.symlink("/content/drive/MyDrive/smart-runs", "runs")'''
+
+PARAMS = '''profile = "small"      # tiny | small | paper
+seed = 0
+runs_dir = "runs"
+corpus_dir = None      # None: the profile's default
+figures_dir = None     # None: figures/<profile>
+overrides = {}         # any other Config field, e.g. {"reward_backend": "standin", "soundfont": "musescore"}'''
+
+CONFIG = '''if COLAB_PROFILE:
+    profile = COLAB_PROFILE
+from IPython.display import Image, Audio, Markdown, display
+import pandas as pd
+from smart_core.config import Config
+from smart_core import report, stages
+named = {k: v for k, v in dict(seed=seed, runs_dir=runs_dir, corpus_dir=corpus_dir).items() if v is not None}
+cfg = Config.from_profile(profile, **{**overrides, **named})
+fig_dir = report.out_dir(cfg, figures_dir)
+def show(name):
+    display(Image(filename=str(fig_dir / f"{name}.png")))
+print(f"profile {cfg.profile}, seed {cfg.seed}, runs in {cfg.profile_dir}, figures in {fig_dir}")'''
+
+NOTEBOOKS = {
+    "00_base_model": [
+        ("md", "# 00 · Corpus and base model\nBuilds the piano corpus (music21 offline, or your MIDI folder), "
+               "trains (or loads) the Phi-3 base model, and compares SoundFonts as the paper did."),
+        ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
+        ("code", "result = stages.base_model_stage(cfg)\nprint('base model from', result['model_source'])\nprint('reward backend', result['scorer'])"),
+        ("code", "res = report.base_model(cfg, figures_dir)\ndisplay(res['corpus'])\n"
+                 "p = res['pretrain']\nprint(f\"validation loss {p['best_val_loss']:.3f} nats/token vs unigram baseline {p['unigram_val_loss']:.3f}"
+                 " ({p['parameters']/1e6:.1f} M parameters, {p['seconds']:.0f} s)\")\n"
+                 "s = res['samples']\nprint(f\"unconditional samples: {s['fraction_with_notes']:.0%} have notes, mean {s['mean_notes']:.1f} notes ({s['n']} samples)\")"),
+        ("code", "show('base_model_loss')\nshow('base_model_samples')"),
+        ("md", "One unconditional sample, rendered with the profile's SoundFont:"),
+        ("code", "from smart_core.render import render_midi\n"
+                 "sample_path = result['samples'].sort_values('n_notes', ascending=False)['midi_path'].iloc[0]\n"
+                 "display(Audio(render_midi(sample_path, cfg.soundfont, cfg.sample_rate), rate=cfg.sample_rate))"),
+        ("md", "## SoundFont comparison (the paper's table)\nMean score of corpus pieces (100 beats, 10 s) per SoundFont."),
+        ("code", "display(res.get('soundfonts'))\nshow('soundfont_table')"),
+    ],
+    "01_grpo_training": [
+        ("md", "# 01 · GRPO training\nRuns (or resumes) one named run, evaluates base and tuned models on independent "
+               "evaluation prompts, and sweeps diversity over its checkpoints. `make reproduce` runs this notebook once per run."),
+        ("code", COLAB), ("params", PARAMS + '\nrun_name = "smart"   # smart | long | long_beta0'), ("code", CONFIG),
+        ("code", "print(report.run_label(cfg, run_name))\nresult = stages.training_stage(cfg, run_name)\n"
+                 "print('evaluation prompts seen among training prompts:', result['overlap'])"),
+        ("code", "res = report.training(cfg, run_name, figures_dir)\ndisplay(res['stage_seconds'].to_frame())\n"
+                 "display(res['steps'][['step', 'reward_mean', 'kl', 'entropy', 'n_notes_mean', 'n_empty', 'seconds_total']].tail())"),
+        ("code", "show(f'fig2_reward_scatter_{run_name}')\nshow(f'training_curves_{run_name}')"),
+        ("code", "display(result['sweep'])"),
+    ],
+    "02_feature_analysis": [
+        ("md", "# 02 · Feature analysis\nThe paper's figures 3 and 4 (base vs tuned), a statistics table for every "
+               "feature and axis, and the claims table: the artifact's verdict on the paper's stated directions."),
+        ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
+        ("code", "res = report.features(cfg, figures_dir)\nprint(f\"{res['n_base']} base and {res['n_tuned']} tuned evaluation samples; reward backend: {report.backend_of(cfg)}\")\nshow('fig3_reward_axes')\nshow('fig4_features')"),
+        ("code", "display(res['statistics'].round(4))"),
+        ("md", "## Claims table"),
+        ("code", "pd.set_option('display.max_colwidth', 60)\nprint(res['claims'].to_string(index=False))"),
+    ],
+    "03_diversity_collapse": [
+        ("md", "# 03 · Diversity collapse\nThe paper's figure 5 (reward histogram above the average piano roll, four "
+               "systems) and the numbers behind it: distinct-n, pairwise distance, Vendi score, prompt dependence, along training."),
+        ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
+        ("code", "res = report.diversity(cfg, figures_dir)\nshow('fig5_diversity_collapse')\ndisplay(res['metrics'].round(3))"),
+        ("code", "if 'sweep' in res:\n    show('diversity_along_training')\n    show('quality_diversity_frontier')"),
+    ],
+    "04_listening_study": [
+        ("md", "# 04 · Listening study\nMakes the stimuli (base vs tuned, the paper's filters, loudness-matched), "
+               "then analyses ratings. With no real ratings yet, it analyses a **SIMULATED** study from the generative "
+               "model below, and every table and figure says so. Serve the study with "
+               "`python -m smart_core listen --study runs/<profile>/study`."),
+        ("code", COLAB),
+        ("params", PARAMS + "\n# generative model of the SIMULATED study (used only when no real ratings exist)\n"
+                            "sim_participants = 14\nsim_effect = 0.8\nsim_sd_participant = 1.0\nsim_sd_prompt = 0.6\nsim_sd_residual = 1.5"),
+        ("code", CONFIG),
+        ("code", "sim = dict(n_participants=sim_participants, effect=sim_effect, sd_participant=sim_sd_participant,\n"
+                 "           sd_prompt=sim_sd_prompt, sd_residual=sim_sd_residual)\n"
+                 "study = stages.listening_stage(cfg, simulation=sim)\n"
+                 "display(study['key'].drop(columns=['seed']).head())\n"
+                 "print('stimulus attempts until the paper filters held:', study['key'].groupby('system')['attempt'].describe()[['mean', 'max']].to_dict())\n"
+                 "if study['simulated']:\n    display(Markdown('## ⚠ SIMULATED ratings: no real ratings exist yet. Nothing below is a result.'))"),
+        ("code", "res = report.listening(cfg, study['ratings'], study['simulated'], study['key'], figures_dir, n_sim=cfg.power_simulations)\n"
+                 "display(res['table'].round(4))\ndisplay(res['power'])\n"
+                 "name = 'SIMULATED' if study['simulated'] else ''\n"
+                 "show('listening_means_SIMULATED' if study['simulated'] else 'listening_means')\n"
+                 "show('listening_power_SIMULATED' if study['simulated'] else 'listening_power')\n"
+                 "if 'agreement' in res:\n    print('rating vs reward model:', {k: v for k, v in res['agreement'].items() if k != 'table'})"),
+    ],
+}
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        nb = nbf.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        for kind, src in cells:
+            if kind == "md":
+                nb.cells.append(nbf.v4.new_markdown_cell(src))
+            else:
+                cell = nbf.v4.new_code_cell(src)
+                if kind == "params":
+                    cell.metadata["tags"] = ["parameters"]
+                nb.cells.append(cell)
+        nbf.write(nb, OUT / f"{name}.ipynb")
+        print("wrote", OUT / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()

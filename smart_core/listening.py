@@ -1,0 +1,267 @@
+"""Listening study: seeded stimuli, ratings export, and the statistics.
+
+Study folder:
+  study.json          public: question, scale, stimulus ids (what the browser may know)
+  stimuli/<id>.wav    anonymous ids; loudness-matched 10 s clips
+  practice.wav        optional practice clip (not rated)
+  private/key.csv     id -> system, prompt, attempt, seed, reward axes (never served)
+  private/ratings.sqlite  the ratings database (never served)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .features import midi_features
+from .render import FluidRenderer, save_wav
+
+
+@dataclass
+class StudyConfig:
+    title: str = "SMART listening study"
+    question: str = "How much do you enjoy this excerpt?"
+    scale_min: int = 1
+    scale_max: int = 10
+    scale_labels: tuple[str, str] = ("not at all", "very much")
+    stimuli: list[str] = field(default_factory=list)
+    practice: bool = False
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Stimuli
+
+
+def passes_paper_filters(midi: bytes, min_seconds: float = 8.0) -> bool:
+    """The paper's stimulus filters: at least one note, empty-beat rate 0, at least 8 s long."""
+    f = midi_features(midi)
+    return f["n_notes"] > 0 and f["empty_beat_rate"] == 0 and f["duration_seconds"] >= min_seconds
+
+
+def loudness_match(clips: list[np.ndarray], peak_limit: float = 0.99) -> tuple[list[np.ndarray], float]:
+    """Scale every clip to one RMS level: the highest at which no clip peaks above peak_limit.
+    Equal RMS (over the whole clip) keeps level from deciding ratings. Returns (clips, rms)."""
+    rms = np.array([np.sqrt(np.mean(c ** 2)) for c in clips])
+    peak = np.array([np.abs(c).max() for c in clips])
+    ok = rms > 0
+    target = float(np.min(peak_limit * rms[ok] / peak[ok])) if ok.any() else 0.0
+    return [(c * (target / r) if r > 0 else c).astype(np.float32) for c, r in zip(clips, rms)], target
+
+
+def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, max_attempts: int = 20,
+                 clip_seconds: float = 10.0, progress: bool = True) -> pd.DataFrame:
+    """Generate K prompts x systems stimuli, regenerating until the paper's filters hold.
+
+    systems: name -> model folder (e.g. {"base": ..., "tuned": ...}). Fully determined by cfg.seed.
+    Returns the private key table (also written to private/key.csv)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .grpo import evaluation_prompts, step_seed
+    from .model import load_pretrained, pick_device
+    from .rollout import generate_and_score
+    from .render import RenderPool, RenderSettings
+
+    study = Path(study_dir)
+    (study / "stimuli").mkdir(parents=True, exist_ok=True)
+    (study / "private").mkdir(exist_ok=True)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 424242]))
+    pool_prompts = evaluation_prompts(cfg, max(cfg.listening_prompts * 4, 64))
+    chosen = [pool_prompts[i] for i in rng.choice(len(pool_prompts), cfg.listening_prompts, replace=False)]
+    weights = cfg.reward_weights or {scorer.primary_axis: 0.1}
+    render_cfg = cfg.replace(max_seconds=clip_seconds)
+    rows, clips = [], []
+    with RenderPool(RenderSettings.from_config(render_cfg), 1) as pool:
+        for system, model_dir in systems.items():
+            model = load_pretrained(model_dir, pick_device()).eval()
+            for k, prompt in enumerate(tqdm(chosen, desc=f"stimuli {system}", disable=not progress)):
+                for attempt in range(1, max_attempts + 1):
+                    seed = step_seed(cfg.seed, k * 1000 + attempt, 5 + list(systems).index(system))
+                    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+                    ro = generate_and_score(model, [prompt], render_cfg, pool, scorer, weights, gen)
+                    if passes_paper_filters(ro.midi[0]) or attempt == max_attempts:
+                        break
+                audio = ro.audio[0]
+                n = int(clip_seconds * cfg.sample_rate)
+                audio = np.pad(audio, ((0, 0), (0, max(0, n - audio.shape[1]))))[:, :n]
+                clips.append(audio)
+                rows.append({"system": system, "prompt": prompt.key, "prompt_index": k, "attempt": attempt,
+                             "passed_filters": passes_paper_filters(ro.midi[0]), "seed": seed,
+                             **{c: float(ro.scores[c].iloc[0]) for c in ro.scores.columns}})
+                (study / "private" / "midi").mkdir(exist_ok=True)
+                rows[-1]["midi"] = ro.midi[0]
+    clips, level = loudness_match(clips)
+    # anonymous ids: random, seeded, and carrying nothing about system or prompt
+    id_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 99]))
+    ids = [f"s{int(x):08x}" for x in id_rng.choice(2 ** 31, len(rows), replace=False)]
+    for sid, audio, row in zip(ids, clips, rows):
+        save_wav(study / "stimuli" / f"{sid}.wav", audio, cfg.sample_rate)
+        (study / "private" / "midi" / f"{sid}.mid").write_bytes(row.pop("midi"))
+        row["stimulus"] = sid
+    key = pd.DataFrame(rows)[["stimulus", "system", "prompt", "prompt_index", "attempt", "passed_filters", "seed"] +
+                             [c for c in rows[0] if c not in {"stimulus", "system", "prompt", "prompt_index", "attempt",
+                                                             "passed_filters", "seed"}]]
+    key.to_csv(study / "private" / "key.csv", index=False)
+    order = sorted(ids)  # public list carries no system information
+    write_study_config(study, StudyConfig(stimuli=order, seed=cfg.seed))
+    (study / "private" / "loudness.json").write_text(json.dumps({"method": "equal RMS over the clip", "rms": level}))
+    return key
+
+
+def write_study_config(study_dir: str | Path, config: StudyConfig) -> None:
+    Path(study_dir, "study.json").write_text(json.dumps(asdict(config), indent=1))
+
+
+def read_study_config(study_dir: str | Path) -> StudyConfig:
+    data = json.loads(Path(study_dir, "study.json").read_text())
+    data["scale_labels"] = tuple(data.get("scale_labels", ("", "")))
+    return StudyConfig(**data)
+
+
+def export_ratings(study_dir: str | Path, out_csv: str | Path | None = None) -> pd.DataFrame:
+    """One row per rating joined with the private key: participant, stimulus, system, prompt,
+    rating, comment, presented/rated timestamps, play count."""
+    study = Path(study_dir)
+    db = study / "private" / "ratings.sqlite"
+    if not db.exists():
+        return pd.DataFrame(columns=["participant", "stimulus", "system", "prompt", "rating"])
+    with sqlite3.connect(db) as con:
+        ratings = pd.read_sql_query(
+            "SELECT r.participant, r.stimulus, r.rating, r.comment, r.position, r.presented_at, r.rated_at, "
+            "COALESCE(p.count, 0) AS play_count FROM ratings r LEFT JOIN plays p "
+            "ON p.participant = r.participant AND p.stimulus = r.stimulus ORDER BY r.participant, r.position", con)
+    key = pd.read_csv(study / "private" / "key.csv")
+    table = ratings.merge(key[["stimulus", "system", "prompt"]], on="stimulus", how="left")
+    cols = ["participant", "stimulus", "system", "prompt", "rating", "comment", "position", "presented_at", "rated_at",
+            "play_count"]
+    table = table[cols]
+    if out_csv:
+        table.to_csv(out_csv, index=False, quoting=csv.QUOTE_MINIMAL)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics
+
+
+@dataclass
+class SimulatedStudy:
+    """Generative model of a rating: grand mean + system effect + participant offset + prompt
+    offset + noise, rounded to the scale and clipped. Defaults are illustrative, not estimates."""
+    n_participants: int = 14
+    n_prompts: int = 15
+    grand_mean: float = 5.5
+    effect: float = 0.8           # tuned - base, in scale points
+    sd_participant: float = 1.0
+    sd_prompt: float = 0.6
+    sd_residual: float = 1.5
+    scale_min: int = 1
+    scale_max: int = 10
+    seed: int = 0
+
+    def draw(self) -> pd.DataFrame:
+        rng = np.random.default_rng(self.seed)
+        u_part = rng.normal(0, self.sd_participant, self.n_participants)
+        u_prompt = rng.normal(0, self.sd_prompt, self.n_prompts)
+        rows = []
+        for p in range(self.n_participants):
+            for k in range(self.n_prompts):
+                for system, shift in (("base", 0.0), ("tuned", self.effect)):
+                    value = self.grand_mean + shift + u_part[p] + u_prompt[k] + rng.normal(0, self.sd_residual)
+                    rows.append({"participant": f"P{p:02d}", "prompt": f"prompt{k:02d}", "system": system,
+                                 "stimulus": f"{system}-{k:02d}",
+                                 "rating": int(np.clip(np.round(value), self.scale_min, self.scale_max))})
+        return pd.DataFrame(rows)
+
+
+def _participant_means(df: pd.DataFrame) -> pd.DataFrame:
+    return df.pivot_table(index="participant", columns="system", values="rating", aggfunc="mean")
+
+
+def analyze_ratings(df: pd.DataFrame, systems: tuple[str, str] = ("base", "tuned")) -> dict:
+    """Means with 95% CIs, Wilcoxon signed-rank on per-participant mean differences, a linear
+    mixed model rating ~ system with crossed random intercepts for participant and prompt, and a
+    standardised effect size (system effect / total SD implied by the model)."""
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    base, tuned = systems
+    df = df[df["system"].isin(systems)].copy()
+    pm = _participant_means(df)
+    summary = {}
+    for s in systems:
+        values = pm[s].dropna()
+        half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+        summary[s] = {"mean": float(values.mean()), "ci_low": float(values.mean() - half), "ci_high": float(values.mean() + half),
+                      "n_participants": int(len(values))}
+    diff = (pm[tuned] - pm[base]).dropna()
+    w = stats.wilcoxon(diff) if len(diff) > 0 and np.any(diff != 0) else None
+    df["is_tuned"] = (df["system"] == tuned).astype(float)
+    df["all"] = 1
+    model = smf.mixedlm("rating ~ is_tuned", df, groups="all",
+                        vc_formula={"participant": "0 + C(participant)", "prompt": "0 + C(prompt)"})
+    fit = model.fit(reml=True, method=["lbfgs", "powell"])
+    coef = float(fit.params["is_tuned"])
+    ci = fit.conf_int().loc["is_tuned"].astype(float).tolist()
+    vc = dict(zip(model.exog_vc.names, np.atleast_1d(fit.vcomp)))
+    total_sd = float(np.sqrt(sum(vc.values()) + fit.scale))
+    return {
+        "systems": summary,
+        "mean_difference": float(diff.mean()),
+        "wilcoxon": {"statistic": float(w.statistic) if w else np.nan, "p": float(w.pvalue) if w else 1.0,
+                     "n_participants": int(len(diff))},
+        "mixed_model": {"effect": coef, "ci_low": ci[0], "ci_high": ci[1], "p": float(fit.pvalues["is_tuned"]),
+                        "var_participant": float(vc.get("participant", np.nan)), "var_prompt": float(vc.get("prompt", np.nan)),
+                        "var_residual": float(fit.scale)},
+        "standardised_effect": coef / total_sd if total_sd > 0 else np.nan,
+    }
+
+
+def power_curve(effect: float, var_participant: float, var_prompt: float, var_residual: float,
+                participants=(6, 10, 14, 20, 30, 40), n_prompts: int = 15, n_sim: int = 200, alpha: float = 0.05,
+                seed: int = 0) -> pd.DataFrame:
+    """P(detect) by simulation under the given variance components. Each simulated study is tested
+    with the Wilcoxon signed-rank test on per-participant mean differences (a mixed model per
+    simulation would be far slower and answers nearly the same)."""
+    from scipy import stats
+
+    rows = []
+    for n in participants:
+        hits = 0
+        for i in range(n_sim):
+            sim = SimulatedStudy(n_participants=n, n_prompts=n_prompts, effect=effect,
+                                 sd_participant=np.sqrt(max(var_participant, 0)), sd_prompt=np.sqrt(max(var_prompt, 0)),
+                                 sd_residual=np.sqrt(max(var_residual, 1e-9)), seed=seed * 100_003 + n * 1000 + i).draw()
+            pm = _participant_means(sim)
+            d = pm["tuned"] - pm["base"]
+            if np.any(d != 0) and stats.wilcoxon(d).pvalue < alpha:
+                hits += 1
+        rows.append({"participants": n, "power": hits / n_sim, "effect": effect, "n_prompts": n_prompts})
+    return pd.DataFrame(rows)
+
+
+def rating_reward_agreement(ratings: pd.DataFrame, key: pd.DataFrame, axis: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Spearman correlation (bootstrap 95% CI over stimuli) between each stimulus's mean human
+    rating and its reward-model score on `axis`."""
+    from scipy.stats import spearmanr
+
+    per = ratings.groupby("stimulus")["rating"].mean().rename("mean_rating").reset_index().merge(
+        key[["stimulus", axis]], on="stimulus")
+    rho = float(spearmanr(per["mean_rating"], per[axis]).statistic)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(per), len(per))
+        r = spearmanr(per["mean_rating"].iloc[idx], per[axis].iloc[idx]).statistic
+        if np.isfinite(r):
+            boots.append(r)
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan)
+    return {"spearman": rho, "ci_low": float(lo), "ci_high": float(hi), "n_stimuli": int(len(per)), "axis": axis,
+            "table": per}

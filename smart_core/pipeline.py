@@ -1,0 +1,99 @@
+"""`make reproduce`: the notebooks in order under papermill, skipping what is already done.
+
+A step is skipped when its executed notebook exists and a fingerprint of its inputs (notebook
+file, parameters, the smart_core sources) matches the one recorded in
+runs/<profile>/pipeline.json. A failing cell stops the pipeline, naming notebook and cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import Config
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def steps(cfg: Config) -> list[tuple[str, str, dict]]:
+    """(label, notebook, parameters) in execution order."""
+    defaults = Config.from_profile(cfg.profile).to_dict()
+    extra = {k: v for k, v in cfg.to_dict().items()
+             if v != defaults[k] and k not in ("profile", "seed", "runs_dir", "corpus_dir")}
+    base = {"profile": cfg.profile, "seed": cfg.seed, "runs_dir": cfg.runs_dir, "corpus_dir": cfg.corpus_dir,
+            "overrides": extra}
+    out = [("00_base_model", "00_base_model.ipynb", base)]
+    for run in cfg.runs:
+        out.append((f"01_grpo_training-{run}", "01_grpo_training.ipynb", {**base, "run_name": run}))
+    out += [("02_feature_analysis", "02_feature_analysis.ipynb", base),
+            ("03_diversity_collapse", "03_diversity_collapse.ipynb", base),
+            ("04_listening_study", "04_listening_study.ipynb", base)]
+    return out
+
+
+def _source_fingerprint() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")) + sorted(Path(__file__).parent.glob("*.html")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(notebook: Path, params: dict, figures_dir: str | None) -> str:
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps({**params, "figures_dir": figures_dir}, sort_keys=True).encode())
+    h.update(_source_fingerprint().encode())
+    return h.hexdigest()
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, log_output: bool = True,
+              kernel_name: str | None = None) -> list[dict]:
+    import papermill as pm
+
+    out_dir = cfg.profile_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = cfg.profile_dir / "pipeline.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    report = []
+    plan = steps(cfg)
+    t_start = time.time()
+    for i, (label, notebook, params) in enumerate(plan, 1):
+        nb_path = NOTEBOOK_DIR / notebook
+        params = {**params, "figures_dir": figures_dir or str(Path("figures") / cfg.profile)}
+        output = out_dir / f"{label}.ipynb"
+        fp = fingerprint(nb_path, params, figures_dir)
+        if not force and output.exists() and manifest.get(label, {}).get("fingerprint") == fp:
+            print(f"[{i}/{len(plan)}] {label}: up to date, skipped", flush=True)
+            report.append({"step": label, "status": "skipped", "seconds": 0.0})
+            continue
+        print(f"[{i}/{len(plan)}] {label}: running {notebook} ({time.time() - t_start:.0f} s elapsed)", flush=True)
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb_path), str(output), parameters=params, log_output=log_output,
+                                progress_bar=False, cwd=str(Path.cwd()), kernel_name=kernel_name or "python3")
+        except pm.PapermillExecutionError as err:
+            raise PipelineError(f"{notebook} failed at cell {err.exec_count} ({err.ename}: {err.evalue}); "
+                                f"the executed notebook is {output}") from None
+        seconds = time.time() - t0
+        manifest[label] = {"fingerprint": fp, "seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        manifest_path.write_text(json.dumps(manifest, indent=1))
+        print(f"[{i}/{len(plan)}] {label}: done in {seconds:.0f} s", flush=True)
+        report.append({"step": label, "status": "ran", "seconds": seconds})
+    total = time.time() - t_start
+    print(f"pipeline finished in {total:.0f} s; executed notebooks in {out_dir}", flush=True)
+    return report
+
+
+def main_reproduce(cfg: Config, force: bool) -> int:
+    try:
+        reproduce(cfg, force=force)
+    except PipelineError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
