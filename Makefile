@@ -29,8 +29,10 @@ test-fast: $(STAMP)
 figures: $(STAMP)
 	$(PY) -m smart_core figures --profile $(PROFILE)
 
+## Benchmarks: render, score, sample, then our GRPO step vs TRL's GRPOTrainer (a few minutes on CPU)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+	$(PY) bench/grpo_vs_trl.py
 
 ## Build paper/smart_repro.pdf (needs a TeX distribution: apt-get install texlive-latex-recommended texlive-latex-extra)
 paper: figures

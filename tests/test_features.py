@@ -1,0 +1,59 @@
+import math
+
+import muspy
+import numpy as np
+import pytest
+import symusic
+
+from smart_core.features import FEATURES, features_table, midi_features, pooled_note_values
+
+MUSPY_METRICS = ("polyphony", "polyphony_rate", "empty_beat_rate", "scale_consistency", "pitch_class_entropy")
+
+
+@pytest.mark.parametrize("name", ["c_major_scale", "two_tracks_tempo_change", "dense_long", "a4_one_second"])
+def test_rate_metrics_equal_muspy_on_the_file(fixtures, name):
+    path = fixtures / f"{name}.mid"
+    ours = midi_features(path)
+    music = muspy.read_midi(str(path))
+    for metric in MUSPY_METRICS:
+        assert ours[metric] == pytest.approx(getattr(muspy, metric)(music), nan_ok=True), metric
+    assert set(ours) == set(FEATURES)
+
+
+def test_known_values_of_the_scale(fixtures):
+    f = midi_features(fixtures / "c_major_scale.mid")
+    assert f["n_notes"] == 8 and f["pitch_range"] == 12 and f["velocity_range"] == 28
+    assert f["polyphony_rate"] == 0 and f["empty_beat_rate"] == 0 and f["scale_consistency"] == 1.0
+    assert f["duration_seconds"] == pytest.approx(8 * 60 / 90)
+
+
+def test_score_bytes_and_path_agree(fixtures):
+    path = fixtures / "two_tracks_tempo_change.mid"
+    a = midi_features(path)
+    b = midi_features(symusic.Score(str(path)))
+    c = midi_features(path.read_bytes())
+    for k in FEATURES:
+        assert a[k] == pytest.approx(b[k], nan_ok=True) and a[k] == pytest.approx(c[k], nan_ok=True)
+    assert a["n_tempo_changes"] == 1
+
+
+def test_empty_piece_gives_zero_notes_and_nan_rates(fixtures):
+    f = midi_features(fixtures / "no_notes.mid")
+    assert f["n_notes"] == 0
+    for k in MUSPY_METRICS + ("pitch_range", "velocity_range"):
+        assert math.isnan(f[k])
+
+
+def test_pooled_values(fixtures):
+    pooled = pooled_note_values([fixtures / "c_major_scale.mid", fixtures / "no_notes.mid"])
+    assert list(pooled["pitch"]) == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert np.allclose(pooled["ioi"], 60 / 90) and list(pooled["melodic_interval"]) == [2, 2, 1, 2, 2, 2, 1]
+
+
+def test_features_table_joins_axes(fixtures):
+    import pandas as pd
+
+    samples = pd.DataFrame({"midi_path": [str(fixtures / "c_major_scale.mid"), str(fixtures / "no_notes.mid")],
+                            "CE": [6.0, 2.0]})
+    table = features_table(samples)
+    assert list(table["n_notes"]) == [8, 0] and list(table["CE"]) == [6.0, 2.0]
