@@ -45,7 +45,7 @@ def row(stage, ours, baseline_name, baseline, unit="s"):
 
 
 def bench_render(soundfont):
-    from smart_core.render import FluidRenderer, RenderPool, RenderSettings, note_events, resolve_soundfont
+    from smart_core.render import FluidRenderer, RenderPool, RenderSettings, make_renderer
 
     clips = generated_like_clips()
     seconds_audio = 64 * 10.0
@@ -60,28 +60,11 @@ def bench_render(soundfont):
           f"one core {64 / t_serial:.1f} clips/s; parallel efficiency {t_serial / t_pool / cores:.0%}")
     row("render 64 x 10 s", t_pool, "pyfluidsynth 1 clip at a time, 1 core", t_serial)
     try:
-        import tinysoundfont
+        tiny = make_renderer("tinysoundfont", soundfont)
     except ImportError:
         print("tinysoundfont not installed (pip install --no-deps tinysoundfont): authors' baseline skipped")
         return
-    synth = tinysoundfont.Synth(samplerate=48_000)
-    sfid = synth.sfload(resolve_soundfont(soundfont))
-    synth.program_select(0, sfid, 0, 0)
-
-    def authors(midi):
-        synth.generate(int(4 * 48_000))  # their flush before each clip
-        events = note_events(midi, 100, 10.0)
-        timeline = sorted([(s, 1, int(p), int(v)) for s, _, p, v in events] + [(e, 0, int(p), 0) for _, e, p, _ in events])
-        buf, cursor = [], 0.0
-        for t, on, p, v in timeline:
-            n = int((t - cursor) * 48_000)
-            if n > 0:
-                buf.append(np.frombuffer(synth.generate(n), dtype=np.float32))
-            cursor = max(cursor, t)
-            synth.noteon(0, p, v) if on else synth.noteoff(0, p)
-        return buf
-
-    t_tsf, _ = timed(lambda: [authors(c) for c in clips])
+    t_tsf, _ = timed(lambda: [tiny.render(c) for c in clips])
     row("render 64 x 10 s", t_pool, "authors: tinysoundfont, 1 core, 4 s flush", t_tsf)
     row("render per clip, 1 core", t_serial / 64, "tinysoundfont per clip, 1 core", t_tsf / 64)
 

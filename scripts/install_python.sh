@@ -14,5 +14,7 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q -e ".[test,bench,lab]"
 "$VENV/bin/python" -m pip install -q --no-deps audiobox-aesthetics==0.0.4 torchaudio==2.11.0
 rm -f "$VENV"/lib/python3*/site-packages/torchaudio/lib/*.so
+# the authors' renderer, for the benchmark baseline only (its pyaudio dependency does not build here)
+"$VENV/bin/python" -m pip install -q --no-deps tinysoundfont==0.3.7 || echo "[setup] tinysoundfont unavailable: its benchmark baseline will be skipped"
 "$VENV/bin/python" -m ipykernel install --user --name smart --display-name "SMART (.venv)" >/dev/null
 "$VENV/bin/python" -c "import torch, miditok, fluidsynth, audiobox_aesthetics.infer; print('[setup] python env ok: torch', torch.__version__)"

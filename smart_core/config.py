@@ -53,6 +53,7 @@ class Config:
 
     # --- rendering ------------------------------------------------------------------------------
     soundfont: str = "fluidr3_gm"  # a registry name (smart_core.render.SOUNDFONTS) or a path
+    renderer: str = "fluidsynth"   # fluidsynth | tinysoundfont (the authors'; see bench/run_all.py)
     sample_rate: int = 48_000
     max_seconds: float = 10.0
     max_beats: int = 100

@@ -96,3 +96,31 @@ def test_wav_writer(tmp_path, renderer, fixtures):
     save_wav(tmp_path / "a.wav", audio, 48_000)
     with wave.open(str(tmp_path / "a.wav")) as w:
         assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, 48_000, 48_000)
+
+
+def _attack_times(audio, note_starts, sr=48_000, hop=240):
+    """For each known note start, the time of the envelope's steepest rise within -30..+60 ms."""
+    env = np.sqrt(np.convolve(audio.mean(0) ** 2, np.ones(hop) / hop, mode="same"))[::hop]
+    rise = np.diff(env, prepend=0.0)
+    times = []
+    for t in note_starts:
+        lo, hi = max(0, int((t - 0.03) * sr / hop)), int((t + 0.06) * sr / hop) + 1
+        times.append((lo + int(np.argmax(rise[lo:hi]))) * hop / sr)
+    return np.array(times)
+
+
+def test_tinysoundfont_backend_gives_the_same_notes_at_the_same_times(fixtures):
+    pytest.importorskip("tinysoundfont")
+    from smart_core.render import make_renderer
+
+    fluid, tiny = make_renderer("fluidsynth", SF), make_renderer("tinysoundfont", SF)
+    a4 = tiny.render(fixtures / "a4_one_second.mid")
+    assert a4.shape == (2, 48_000) and abs(spectral_peak_hz(a4) - 440.0) < 3.0
+    a, b = fluid.render(fixtures / "c_major_scale.mid"), tiny.render(fixtures / "c_major_scale.mid")
+    assert a.shape == b.shape
+    starts = note_events(fixtures / "c_major_scale.mid")[:, 0]
+    ta, tb = _attack_times(a, starts), _attack_times(b, starts)
+    assert np.abs(ta - starts).max() < 0.02 and np.abs(tb - starts).max() < 0.02 and np.abs(ta - tb).max() < 0.02
+    assert np.array_equal(b, tiny.render(fixtures / "c_major_scale.mid"))  # same clip twice in a row
+    with pytest.raises(ValueError, match="unknown renderer"):
+        make_renderer("timidity", SF)
