@@ -27,7 +27,8 @@ def stamp_text(profile: str, backend: str) -> str:
 def save_figure(fig, name: str, out_dir: str | Path, profile: str, backend: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig.text(0.99, 0.005, stamp_text(profile, backend), ha="right", va="bottom", fontsize=6, color="0.4")
+    # below everything; bbox_inches="tight" grows the canvas to keep it
+    fig.text(0.99, -0.02, stamp_text(profile, backend), ha="right", va="top", fontsize=6, color="0.4")
     meta = {"Title": name, "Subject": stamp_text(profile, backend)}
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": meta["Subject"]})
@@ -182,14 +183,23 @@ def diversity_curves(sweeps: pd.DataFrame, metrics=("vendi", "pairwise_distance"
 
 
 def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
-    fig, ax = plt.subplots(figsize=(5, 4))
+    """Mean reward vs diversity at every checkpoint: one line per run, points coloured by step on
+    one shared scale, the base model (step 0) marked once."""
+    from matplotlib.colors import Normalize
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    norm = Normalize(0, sweeps["step"].max())
+    markers = dict(zip(sorted(sweeps["run"].unique()), "osD^v"))
     for run, df in sweeps.groupby("run"):
         df = df.sort_values("step")
-        ax.plot(df[metric], df["reward_mean"], "-", alpha=0.5)
-        sc = ax.scatter(df[metric], df["reward_mean"], c=df["step"], cmap="viridis", s=25, label=run)
-        ax.annotate(run, (df[metric].iloc[-1], df["reward_mean"].iloc[-1]), fontsize=7)
+        ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6, label=run)
+        sc = ax.scatter(df[metric], df["reward_mean"], c=df["step"], cmap="viridis", norm=norm, s=28,
+                        marker=markers[run], edgecolor="k", linewidth=0.3, zorder=3)
+    base = sweeps[sweeps["step"] == 0].iloc[0]
+    ax.annotate("base (step 0)", (base[metric], base["reward_mean"]), xytext=(6, -10), textcoords="offset points", fontsize=7)
     fig.colorbar(sc, ax=ax, label="step")
     ax.set(xlabel=f"diversity ({metric})", ylabel="mean reward", title="Quality-diversity along training")
+    ax.legend(fontsize=7, title="run (line)")
     return fig
 
 

@@ -20,6 +20,9 @@ RUN_ORDER = ("smart", "long", "long_beta0")
 
 
 def backend_of(cfg: Config) -> str:
+    recorded = cfg.profile_dir / "reward.json"
+    if recorded.exists():
+        return json.loads(recorded.read_text()).get("backend", "unknown")
     for name in RUN_ORDER:
         meta = cfg.profile_dir / name / "meta.json"
         if meta.exists():

@@ -19,9 +19,15 @@ from .runs import RunDir
 
 
 def scorer_for(cfg: Config):
+    """The configured scorer; what it is goes to runs/<profile>/reward.json for figure stamps."""
+    import json
+
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        return load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint)
+        scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint)
+    cfg.profile_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.profile_dir / "reward.json").write_text(json.dumps(scorer.describe(), indent=1))
+    return scorer
 
 
 def unconditional_samples(cfg: Config, model, n: int = 32, pool: RenderPool | None = None) -> pd.DataFrame:
