@@ -80,8 +80,8 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
 
     with torch.no_grad():
         is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
-        stats = {
-            "kl": float((kl * mask).sum() / n_tokens),
+        stats = {  # with beta = 0 no KL is computed: NaN, not a misleading 0
+            "kl": float((kl * mask).sum() / n_tokens) if beta != 0.0 else float("nan"),
             "clip_fraction": float((is_clipped.float() * mask).sum() / n_tokens),
             "ratio_mean": float((ratio * mask).sum() / n_tokens),
         }
