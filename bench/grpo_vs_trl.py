@@ -76,7 +76,7 @@ def main():
         r, _ = scalar_reward(scorer.score(pool.render(midi), cfg.sample_rate), {"standin": 0.1})
         return r.tolist()
 
-    step_times, logs = [], []
+    step_times, trl_logs = [], []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
@@ -87,7 +87,7 @@ def main():
 
         def on_log(self, args_, state, control, logs=None, **k):
             if logs and "reward" in logs:
-                globals().setdefault("_trl_logs", []).append(logs)
+                trl_logs.append(logs)
 
     trl_cfg = GRPOConfig(output_dir=f"{tmp}/trl", max_steps=args.steps, per_device_train_batch_size=cfg.completions_per_step,
                          num_generations=cfg.group_size, max_completion_length=cfg.max_completion_tokens,
@@ -103,7 +103,6 @@ def main():
     trainer.train()
     pool.close()
     trl_times = step_times[1:]
-    trl_logs = globals().get("_trl_logs", [])
 
     o, t = np.mean(ours_times), np.mean(trl_times)
     print(f"\n# GRPO step, small profile shape, {cfg.completions_per_step} completions x {cfg.max_completion_tokens} tokens, "

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .features import midi_features
-from .render import FluidRenderer, save_wav
+from .render import save_wav
 
 
 @dataclass

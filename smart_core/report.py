@@ -69,11 +69,10 @@ def base_model(cfg: Config, figures_dir=None) -> dict:
     sf_path = cfg.profile_dir / "soundfonts.parquet"
     if sf_path.exists():
         table = pd.read_parquet(sf_path)
-        sf_backend = table.attrs.get("backend", backend) if hasattr(table, "attrs") else backend
-        plots.save_table(table, "soundfont_table", out, cfg.profile, sf_backend)
+        plots.save_table(table, "soundfont_table", out, cfg.profile, backend)
         axes = [c for c in table.columns if c not in ("soundfont", "pieces")]
         plots.save_figure(plots.bar_table(table, "soundfont", axes, "Mean score of corpus pieces by SoundFont"),
-                          "soundfont_table", out, cfg.profile, sf_backend)
+                          "soundfont_table", out, cfg.profile, backend)
         result["soundfonts"] = table
     return result
 

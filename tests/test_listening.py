@@ -4,7 +4,6 @@ import json
 import shutil
 import threading
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

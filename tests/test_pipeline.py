@@ -1,6 +1,5 @@
 """The whole pipeline on the tiny profile through papermill: every notebook, in order."""
 
-import json
 import re
 import time
 from pathlib import Path

@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
 
 from smart_core.stats import bootstrap_ci, claims_table, cliffs_delta, compare
 
