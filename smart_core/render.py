@@ -113,6 +113,23 @@ def note_events(midi, max_beats: int = 100, max_seconds: float = 10.0) -> np.nda
     return events[np.lexsort((events[:, 2], events[:, 0]))]
 
 
+def play_events(events: np.ndarray, n_samples: int, sample_rate: int, write, noteon, noteoff) -> None:
+    """Drive a synth through the events: write(start, stop) renders samples [start, stop), the
+    note callbacks fire between writes at their sample positions; offs before ons at one instant."""
+    timeline = [(s, 1, int(p), int(v)) for s, _, p, v in events] + [(e, 0, int(p), 0) for _, e, p, _ in events]
+    timeline.sort(key=lambda x: (x[0], x[1]))
+    cursor = 0
+    for t, is_on, pitch, velocity in timeline:
+        pos = min(n_samples, int(round(t * sample_rate)))
+        write(cursor, pos)
+        cursor = max(cursor, pos)
+        if is_on:
+            noteon(0, pitch, max(1, min(127, velocity)))
+        else:
+            noteoff(0, pitch)
+    write(cursor, n_samples)
+
+
 def clip_seconds(events: np.ndarray, max_seconds: float) -> float:
     """The MIDI's length (last note end) capped at max_seconds; 1 s for an empty clip."""
     return 1.0 if len(events) == 0 else float(min(max_seconds, events[:, 1].max()))
@@ -172,19 +189,7 @@ class FluidRenderer:
                     base = out.ctypes.data + start * 2 * out.itemsize
                     self._write_float(synth.synth, stop - start, base, 0, 2, base, 1, 2)
 
-            # (time, is_on, pitch, velocity): offs sort before ons at the same instant
-            timeline = [(s, 1, int(p), int(v)) for s, _, p, v in events] + [(e, 0, int(p), 0) for _, e, p, _ in events]
-            timeline.sort(key=lambda x: (x[0], x[1]))
-            cursor = 0
-            for t, is_on, pitch, velocity in timeline:
-                pos = min(n_samples, int(round(t * self.sample_rate)))
-                write(cursor, pos)
-                cursor = max(cursor, pos)
-                if is_on:
-                    synth.noteon(0, pitch, max(1, min(127, velocity)))
-                else:
-                    synth.noteoff(0, pitch)
-            write(cursor, n_samples)
+            play_events(events, n_samples, self.sample_rate, write, synth.noteon, synth.noteoff)
         finally:
             synth.delete()
         return out.T.copy()
@@ -226,18 +231,7 @@ class TinySoundFontRenderer:
             if stop > start:
                 self.synth.generate(stop - start, buffer=memoryview(flat[2 * start:2 * stop]).cast("B"))
 
-        timeline = [(s, 1, int(p), int(v)) for s, _, p, v in events] + [(e, 0, int(p), 0) for _, e, p, _ in events]
-        timeline.sort(key=lambda x: (x[0], x[1]))
-        cursor = 0
-        for t, is_on, pitch, velocity in timeline:
-            pos = min(n_samples, int(round(t * self.sample_rate)))
-            write(cursor, pos)
-            cursor = max(cursor, pos)
-            if is_on:
-                self.synth.noteon(0, pitch, max(1, min(127, velocity)))
-            else:
-                self.synth.noteoff(0, pitch)
-        write(cursor, n_samples)
+        play_events(events, n_samples, self.sample_rate, write, self.synth.noteon, self.synth.noteoff)
         self.synth.sounds_off(0)
         return out.T.copy()
 
