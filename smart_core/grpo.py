@@ -98,7 +98,21 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
 
 
+def held_out_ids(cfg: Config, dataset_ids=None):
+    """Token ids of held-out pieces for "dataset" prompts: the given ones, else the corpus's test
+    split (never the training split). None for the procedural kinds."""
+    if dataset_ids is not None or cfg.prompt_kind != "dataset":
+        return dataset_ids
+    from .data import Corpus
+
+    corpus = Corpus(Path(cfg.corpus_dir))
+    if not (corpus.root / "tokens-test.npz").exists():
+        raise FileNotFoundError(f"dataset prompts need the built corpus in {cfg.corpus_dir} (python -m smart_core data)")
+    return [t.tolist() for t in corpus.tokens("test")]
+
+
 def training_prompts(cfg: Config, step: int, dataset_ids=None):
+    dataset_ids = held_out_ids(cfg, dataset_ids)
     rng = np.random.default_rng(step_seed(cfg.seed, step))
     if cfg.prompt_pool:
         pool = make_prompts(cfg.prompt_kind, cfg.prompt_pool, np.random.default_rng(step_seed(cfg.seed, 0, 2)), dataset_ids)
@@ -110,6 +124,7 @@ def training_prompts(cfg: Config, step: int, dataset_ids=None):
 
 def evaluation_prompts(cfg: Config, n: int, dataset_ids=None):
     """An independent stream (not the training prompt list, unlike the authors' code)."""
+    dataset_ids = held_out_ids(cfg, dataset_ids)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7_777_777]))
     return make_prompts(cfg.prompt_kind, n, rng, dataset_ids)
 
@@ -131,7 +146,7 @@ class GRPOTrainer:
                  dataset_ids=None, device: torch.device | None = None):
         from .model import load_pretrained
 
-        self.cfg, self.run, self.dataset_ids = cfg, run, dataset_ids
+        self.cfg, self.run, self.dataset_ids = cfg, run, held_out_ids(cfg, dataset_ids)
         self.device = device or pick_device()
         self.base_model_dir = str(base_model_dir)
         self.scorer = scorer or load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint)

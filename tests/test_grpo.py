@@ -111,6 +111,15 @@ def test_evaluation_prompts_are_an_independent_stream(tiny_cfg):
     assert evaluation_prompts(cfg, 12) == evals
 
 
+def test_dataset_prompts_come_from_the_held_out_split(tiny_cfg, tiny_corpus):
+    from smart_core.tokenizer import dataset_prompt
+
+    cfg = tiny_cfg.replace(prompt_kind="dataset")
+    prompts = training_prompts(cfg, 0) + evaluation_prompts(cfg, 6)
+    allowed = {dataset_prompt(t.tolist()).ids for t in tiny_corpus.tokens("test")}
+    assert all(p.kind == "dataset" and p.ids in allowed for p in prompts)
+
+
 # ---------------------------------------------------------------- the loop, end to end (tiny)
 def test_tiny_run_writes_every_artifact(tiny_cfg, tiny_base_model):
     run = train(tiny_cfg, "smart", tiny_base_model, progress=False)
