@@ -77,10 +77,12 @@ def as_score(midi) -> symusic.Score:
     """A path, MIDI bytes, a symusic Score or a pretty_midi object -> symusic Score (ticks)."""
     if isinstance(midi, symusic.Score):
         return midi if midi.ttype == symusic.TimeUnit.tick else midi.to("tick")
-    if isinstance(midi, (str, Path)):
-        return symusic.Score(str(midi))
-    if isinstance(midi, (bytes, bytearray)):
-        return symusic.Score.from_midi(bytes(midi))
+    if isinstance(midi, (str, Path, bytes, bytearray)):
+        from .data import check_midi_structure
+
+        data = Path(midi).read_bytes() if isinstance(midi, (str, Path)) else bytes(midi)
+        check_midi_structure(data)  # raises BadMidi (a ValueError) before symusic sees a truncated file
+        return symusic.Score.from_midi(data)
     if hasattr(midi, "write") and hasattr(midi, "instruments"):  # pretty_midi.PrettyMIDI
         import io
 

@@ -57,3 +57,13 @@ def test_music21_corpus_builds_real_music(tiny_corpus):
     summary = tiny_corpus.summary
     assert summary.loc["train", "pieces"] >= 10 and summary.loc["val", "pieces"] >= 1 and summary.loc["test", "pieces"] >= 1
     assert summary.loc["total", "notes"] > 3000
+
+
+def test_structure_check_rejects_truncation_before_parsing(fixtures):
+    from smart_core.data import check_midi_structure
+
+    good = (fixtures / "c_major_scale.mid").read_bytes()
+    check_midi_structure(good)  # a whole file passes
+    for bad in (good[:-1], good[:20], b"MThd", (fixtures / "corrupted.mid").read_bytes()):
+        with pytest.raises(BadMidi, match="unparseable"):
+            check_midi_structure(bad)

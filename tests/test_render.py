@@ -124,3 +124,11 @@ def test_tinysoundfont_backend_gives_the_same_notes_at_the_same_times(fixtures):
     assert np.array_equal(b, tiny.render(fixtures / "c_major_scale.mid"))  # same clip twice in a row
     with pytest.raises(ValueError, match="unknown renderer"):
         make_renderer("timidity", SF)
+
+
+def test_corrupted_midi_is_a_clear_error(renderer, fixtures):
+    from smart_core.data import BadMidi
+
+    for name in ("corrupted", "not_midi", "empty"):
+        with pytest.raises(BadMidi, match="unparseable"):
+            renderer.render(fixtures / f"{name}.mid")
