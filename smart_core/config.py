@@ -152,6 +152,11 @@ class Config:
         return self.profile_dir / "base_model"
 
     @property
+    def base_model_source(self) -> str:
+        """Where GRPO starts from: the configured Hub id or folder, else our own pre-trained model."""
+        return self.base_model or str(self.base_model_dir)
+
+    @property
     def completions_per_step(self) -> int:
         return self.prompts_per_step * self.group_size
 

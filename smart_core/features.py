@@ -13,7 +13,8 @@ from pathlib import Path
 import muspy
 import numpy as np
 import pandas as pd
-import symusic
+
+from .render import as_score
 
 FEATURES = ("n_notes", "polyphony", "polyphony_rate", "empty_beat_rate", "scale_consistency", "pitch_class_entropy",
             "pitch_range", "velocity_range", "velocity_mean", "duration_seconds", "n_tempo_changes", "n_time_signature_changes")
@@ -74,9 +75,7 @@ def pooled_note_values(midis) -> dict[str, np.ndarray]:
     intervals in seconds, melodic intervals (semitones between consecutive onsets' top notes)."""
     pooled = {k: [] for k in ("pitch", "velocity", "duration", "ioi", "melodic_interval")}
     for midi in midis:
-        score = midi if isinstance(midi, symusic.Score) else symusic.Score(str(midi)) if isinstance(midi, (str, Path)) \
-            else symusic.Score.from_midi(bytes(midi))
-        sec = score.to("second")
+        sec = as_score(midi).to("second")
         notes = sorted((n for t in sec.tracks if not t.is_drum for n in t.notes), key=lambda n: (n.time, -n.pitch))
         if not notes:
             continue

@@ -274,7 +274,7 @@ def train(cfg: Config, run_name: str, base_model_dir: str | Path | None = None, 
     run = RunDir.for_run(cfg, run_name)
     if run.finished:
         return run
-    base_model_dir = base_model_dir or cfg.base_model or cfg.base_model_dir
+    base_model_dir = base_model_dir or cfg.base_model_source
     trainer = GRPOTrainer(cfg, run, base_model_dir, scorer, pool, dataset_ids)
     try:
         run.write_start(cfg, trainer.scorer.describe(), base_model=str(base_model_dir),

@@ -71,7 +71,7 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
 
     study = Path(study_dir)
     (study / "stimuli").mkdir(parents=True, exist_ok=True)
-    (study / "private").mkdir(exist_ok=True)
+    (study / "private" / "midi").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 424242]))
     pool_prompts = evaluation_prompts(cfg, max(cfg.listening_prompts * 4, 64))
     chosen = [pool_prompts[i] for i in rng.choice(len(pool_prompts), cfg.listening_prompts, replace=False)]
@@ -86,16 +86,16 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
                     seed = step_seed(cfg.seed, k * 1000 + attempt, 5 + list(systems).index(system))
                     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
                     ro = generate_and_score(model, [prompt], render_cfg, pool, scorer, weights, gen)
-                    if passes_paper_filters(ro.midi[0]) or attempt == max_attempts:
+                    passed = passes_paper_filters(ro.midi[0])
+                    if passed or attempt == max_attempts:
                         break
                 audio = ro.audio[0]
                 n = int(clip_seconds * cfg.sample_rate)
                 audio = np.pad(audio, ((0, 0), (0, max(0, n - audio.shape[1]))))[:, :n]
                 clips.append(audio)
                 rows.append({"system": system, "prompt": prompt.key, "prompt_index": k, "attempt": attempt,
-                             "passed_filters": passes_paper_filters(ro.midi[0]), "seed": seed,
+                             "passed_filters": passed, "seed": seed,
                              **{c: float(ro.scores[c].iloc[0]) for c in ro.scores.columns}})
-                (study / "private" / "midi").mkdir(exist_ok=True)
                 rows[-1]["midi"] = ro.midi[0]
     clips, level = loudness_match(clips)
     # anonymous ids: random, seeded, and carrying nothing about system or prompt

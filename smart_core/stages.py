@@ -98,7 +98,7 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
 
     scorer = scorer_for(cfg)
     run_cfg = cfg.for_run(run_name)
-    base_dir = cfg.base_model or cfg.base_model_dir
+    base_dir = cfg.base_model_source
     with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
         run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
         base_eval = evaluate_model(cfg, base_dir, cfg.profile_dir / "eval" / "base", scorer, pool, progress=progress)
@@ -119,7 +119,7 @@ def listening_stage(cfg: Config, simulation: dict | None = None, progress: bool 
     key_path = study / "private" / "key.csv"
     if not key_path.exists():
         final = RunDir.for_run(cfg, "smart").checkpoints()[-1][1]
-        make_stimuli(cfg, {"base": cfg.base_model or cfg.base_model_dir, "tuned": final}, study, scorer_for(cfg),
+        make_stimuli(cfg, {"base": cfg.base_model_source, "tuned": final}, study, scorer_for(cfg),
                      max_attempts=cfg.listening_max_attempts, progress=progress)
     key = pd.read_csv(key_path)
     real = export_ratings(study)
