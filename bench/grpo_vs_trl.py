@@ -1,7 +1,8 @@
 """Our GRPO step vs TRL's GRPOTrainer at equal settings, side by side in one process.
 
 Same model (the small profile's shape, or its trained base model when present), same prompts
-per step and G, same completion length, reward (render + stand-in, on the same render pool), loss
+per step and G, same completion length, reward (render + stand-in, scored in the same render pool's
+workers for both), loss
 type "grpo", beta 0.04, lr, temperature 1.0 with no top-k/top-p, one update per batch, fp32 on CPU.
 
     .venv/bin/python bench/grpo_vs_trl.py [--steps 6]
@@ -73,7 +74,9 @@ def main():
     def reward(prompts, completion_ids, **kwargs):
         midi = [ids_to_score(tokenizer.convert_tokens_to_ids(p.split()) + list(c)).dumps_midi()
                 for p, c in zip(prompts, completion_ids)]
-        r, _ = scalar_reward(scorer.score(pool.render(midi), cfg.sample_rate), {"standin": 0.1})
+        # the same reward path as ours, at its fastest: rendered and scored in the pool's workers
+        _, scores = pool.render_and_score(midi, scorer, keep_audio=False)
+        r, _ = scalar_reward(scores, {"standin": 0.1})
         return r.tolist()
 
     step_times, trl_logs = [], []

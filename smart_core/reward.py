@@ -74,6 +74,7 @@ class StandInScorer:
     name = "standin"
     axes = STANDIN_AXES
     primary_axis = "standin"
+    scores_in_render_workers = True  # numpy on one clip: cheaper next to the synth than shipping audio
     n_fft, hop = 1024, 512
     silence_dbfs = -45.0
 
@@ -81,7 +82,8 @@ class StandInScorer:
         freqs = np.fft.rfftfreq(self.n_fft, 1 / AUDIOBOX_SAMPLE_RATE)
         key_hz = 440.0 * 2 ** ((np.arange(21, 109) - 69) / 12)
         lo, hi = key_hz * 2 ** (-1 / 24), key_hz * 2 ** (1 / 24)
-        self._bands = np.stack([(freqs >= l) & (freqs < h) for l, h in zip(lo, hi)]).astype(np.float32)
+        # each key's band is a contiguous run of FFT bins (possibly empty for the lowest keys)
+        self._band_bins = [(int(np.searchsorted(freqs, l)), int(np.searchsorted(freqs, h))) for l, h in zip(lo, hi)]
         self._window = np.hanning(self.n_fft).astype(np.float32)
 
     def score_one(self, audio: np.ndarray, sample_rate: int) -> dict[str, float]:
@@ -95,7 +97,9 @@ class StandInScorer:
         if not sounding.any():
             return {"standin": 1.0, "standin_sustain": 0.0, "standin_richness": 0.0, "standin_activity": 0.0}
         power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
-        band_energy = power @ self._bands.T  # [frames, 88]
+        # plain sums, not a matmul with 0/1 masks: BLAS results depend on its thread count, and
+        # the same clip must score the same in a 1-thread render worker and a 16-core main process
+        band_energy = np.stack([power[:, a:b].sum(axis=1) for a, b in self._band_bins], axis=1)  # [frames, 88]
         p = band_energy[sounding] / (band_energy[sounding].sum(axis=1, keepdims=True) + 1e-20)
         entropy = -(p * np.log(p + 1e-20)).sum(axis=1) / np.log(p.shape[1])
         richness = float(np.clip(entropy.mean(), 0, 1))

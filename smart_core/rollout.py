@@ -80,11 +80,16 @@ def generate_and_score(model, prompts: list[Prompt], cfg, pool: RenderPool, scor
     midi = [s.dumps_midi() for s in scores_midi]
     notes = np.array([n_notes(s) for s in scores_midi])
     truncated = ~(completions == EOS_ID).any(dim=1).cpu().numpy()
-    audio = pool.render(midi)
-    seconds["render"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    scores = scorer.score(audio, cfg.sample_rate)
+    if getattr(scorer, "scores_in_render_workers", False):
+        # a cheap CPU scorer runs next to each synth: "render" then includes its scoring
+        audio, scores = pool.render_and_score(midi, scorer, keep_audio)
+        seconds["render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    else:
+        audio = pool.render(midi)
+        seconds["render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = scorer.score(audio, cfg.sample_rate)
     reward, nonfinite = scalar_reward(scores, weights, cfg.fallback_reward)
     seconds["score"] = time.perf_counter() - t0
     return Rollout(prompts, prompt_ids, completions, mask, midi, audio if keep_audio else [], scores, reward,

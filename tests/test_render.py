@@ -58,6 +58,33 @@ def test_clip_after_a_loud_clip_starts_silent_and_unchanged(fixtures):
     assert np.abs(audio[:, :20_000]).max() == 0.0
 
 
+def test_borrowed_soundfont_renders_exactly_like_loading_the_file(fixtures):
+    """Each clip's synth borrows the anchor's parsed SoundFont: the samples must equal those of a
+    synth that loads the file itself, and the anchor's font must survive many borrowings."""
+    import fluidsynth
+
+    from smart_core.render import clip_seconds, play_events
+
+    renderer = FluidRenderer(SF)
+    for name in ["dense_long.mid", "two_tracks_tempo_change.mid", "c_major_scale.mid"] * 2:
+        events = note_events(fixtures / name)
+        n = int(round(clip_seconds(events, 10.0) * 48_000))
+        ref = np.zeros((n, 2), dtype=np.float32)
+        synth = fluidsynth.Synth(gain=0.5, samplerate=48_000.0, channels=16,
+                                 **{"synth.reverb.active": 0, "synth.chorus.active": 0})
+        synth.program_select(0, synth.sfload(resolve_soundfont(SF)), 0, 0)
+
+        def write(start, stop):
+            if stop > start:
+                base = ref.ctypes.data + start * 8
+                renderer._write_float(synth.synth, stop - start, base, 0, 2, base, 1, 2)
+
+        play_events(events, n, 48_000, write, synth.noteon, synth.noteoff)
+        synth.delete()
+        assert np.abs(ref).max() > 0.01
+        assert np.array_equal(renderer.render_events(events, n / 48_000), ref.T)
+
+
 def test_empty_score_gives_one_second_of_silence(renderer, fixtures):
     audio = renderer.render(symusic.Score(480))
     assert audio.shape == (2, 48_000) and not audio.any()
@@ -87,6 +114,21 @@ def test_pool_returns_results_in_input_order(fixtures):
         parallel = pool.render(files * 2)
     for a, b in zip(serial * 2, parallel):
         assert np.array_equal(a, b)
+
+
+def test_scoring_in_the_render_workers_equals_scoring_here(fixtures):
+    from smart_core.reward import StandInScorer
+
+    files = [fixtures / n for n in ("c_major_scale.mid", "a4_one_second.mid", "dense_long.mid", "no_notes.mid")] * 2
+    scorer = StandInScorer()
+    with RenderPool(RenderSettings(soundfont=SF), workers=2) as pool:
+        audio = pool.render(files)
+        expected = scorer.score(audio, 48_000)
+        kept, scores = pool.render_and_score(files, scorer, keep_audio=True)
+        dropped, scores_no_audio = pool.render_and_score(files, scorer, keep_audio=False)
+    assert scores.equals(expected) and scores_no_audio.equals(expected)
+    assert expected["standin"].nunique() > 1  # distinct clips, distinct scores
+    assert dropped == [] and all(np.array_equal(a, b) for a, b in zip(audio, kept))
 
 
 def test_wav_writer(tmp_path, renderer, fixtures):
