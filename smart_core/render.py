@@ -3,9 +3,9 @@
 Crop to `max_beats` beats, render for the MIDI's length (last note end) capped at `max_seconds`,
 peak-normalise x / (max|x| + 1e-6); a score with no notes gives 1 s of zeros.
 
-The synth is reset between clips (all sounds off, system reset) and reverb and chorus are off, so
+Every clip gets a fresh synth (borrowing a SoundFont parsed once) with reverb and chorus off, so
 no tail of one clip can leak into the next and the same MIDI always gives the same samples.
-`RenderPool` keeps one synth with its SoundFont loaded per worker process.
+`RenderPool` keeps one renderer with its SoundFont loaded per worker process.
 """
 
 from __future__ import annotations

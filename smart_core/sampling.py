@@ -19,7 +19,7 @@ def sample(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: fl
     mask [B, T]) with T <= max_new_tokens: tokens after a sequence's EOS are PAD and masked out;
     the EOS itself is kept in the mask (it is a sampled action).
 
-    backend: "static" (smart_core.decoder, 1.3x faster per token on CPU), "hf" (the transformers
+    backend: "static" (smart_core.decoder, 1.55x faster per token on CPU), "hf" (the transformers
     forward with a DynamicCache), or "auto" (static when the model allows it).
     """
     device = prompt_ids.device
