@@ -1,18 +1,18 @@
-"""Listening study: seeded stimuli, ratings export, and the statistics.
+"""Listening study: seeded stimuli with secret ids, and the statistics (the ratings export is in ratings.py).
 
 Study folder:
   study.json          public: question, scale, stimulus ids (what the browser may know)
   stimuli/<id>.wav    anonymous ids; loudness-matched 10 s clips
   practice.wav        optional practice clip (not rated)
   private/key.csv     id -> system, prompt, attempt, seed, reward axes (never served)
-  private/ratings.sqlite  the ratings database (never served)
+  private/ratings.sqlite  the ratings database (never served; schema and export in ratings.py)
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import sqlite3
+import secrets
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,13 +59,15 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
                  clip_seconds: float = 10.0, progress: bool = True) -> pd.DataFrame:
     """Generate K prompts x systems stimuli, regenerating until the paper's filters hold.
 
-    systems: name -> model folder (e.g. {"base": ..., "tuned": ...}). Fully determined by cfg.seed.
-    Returns the private key table (also written to private/key.csv)."""
+    systems: name -> model folder (e.g. {"base": ..., "tuned": ...}). The audio is fully determined
+    by cfg.seed; the stimulus ids are secret (see draw_stimulus_ids). Warns when stimuli had to be
+    kept without passing the filters. Returns the private key table (also in private/key.csv)."""
     import torch
     from tqdm.auto import tqdm
 
     from .grpo import evaluation_prompts, step_seed
-    from .model import load_pretrained, pick_device
+    from .model import load_pretrained
+    from .runtime import resolve_device
     from .rollout import generate_and_score
     from .render import RenderPool, RenderSettings
 
@@ -80,7 +82,7 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
     rows, clips = [], []
     with RenderPool(RenderSettings.from_config(render_cfg), 1) as pool:
         for system, model_dir in systems.items():
-            model = load_pretrained(model_dir, pick_device()).eval()
+            model = load_pretrained(model_dir, resolve_device(cfg.device)).eval()
             for k, prompt in enumerate(tqdm(chosen, desc=f"stimuli {system}", disable=not progress)):
                 for attempt in range(1, max_attempts + 1):
                     seed = step_seed(cfg.seed, k * 1000 + attempt, 5 + list(systems).index(system))
@@ -98,21 +100,70 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
                              **{c: float(ro.scores[c].iloc[0]) for c in ro.scores.columns}})
                 rows[-1]["midi"] = ro.midi[0]
     clips, level = loudness_match(clips)
-    # anonymous ids: random, seeded, and carrying nothing about system or prompt
-    id_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 99]))
-    ids = [f"s{int(x):08x}" for x in id_rng.choice(2 ** 31, len(rows), replace=False)]
-    for sid, audio, row in zip(ids, clips, rows):
-        save_wav(study / "stimuli" / f"{sid}.wav", audio, cfg.sample_rate)
+    key = write_stimuli(study, rows, clips, cfg.sample_rate, cfg.seed)
+    (study / "private" / "loudness.json").write_text(json.dumps({"method": "equal RMS over the clip", "rms": level}))
+    warn_filter_failures(key)
+    return key
+
+
+def draw_stimulus_ids(n: int) -> list[str]:
+    """n distinct anonymous ids from the operating system's secret source.
+
+    Not from the study seed: ids drawn from a public seed in row order (base rows first) would let
+    anyone recompute which id is which system. The audio stays reproducible from the seed; only
+    the names are secret, and the id -> system map lives in private/key.csv alone."""
+    ids: list[str] = []
+    while len(ids) < n:
+        sid = f"s{secrets.randbits(32):08x}"  # 32 bits: the 8 hex digits the server accepts
+        if sid not in ids:
+            ids.append(sid)
+    return ids  # in the order drawn, so pairing them with rows in row order is random too
+
+
+def write_stimuli(study: Path, rows: list[dict], clips: list[np.ndarray], sample_rate: int, seed: int) -> pd.DataFrame:
+    """Name each clip with a secret id, write stimuli/, private/midi/, private/key.csv and the
+    public study.json (ids sorted: the list carries no system order). Returns the key."""
+    ids = draw_stimulus_ids(len(rows))
+    # files written in id order, not row order: their timestamps must not sort them by system
+    for sid, audio, row in sorted(zip(ids, clips, rows), key=lambda item: item[0]):
+        save_wav(study / "stimuli" / f"{sid}.wav", audio, sample_rate)
         (study / "private" / "midi" / f"{sid}.mid").write_bytes(row.pop("midi"))
         row["stimulus"] = sid
-    key = pd.DataFrame(rows)[["stimulus", "system", "prompt", "prompt_index", "attempt", "passed_filters", "seed"] +
-                             [c for c in rows[0] if c not in {"stimulus", "system", "prompt", "prompt_index", "attempt",
-                                                             "passed_filters", "seed"}]]
+    first = ["stimulus", "system", "prompt", "prompt_index", "attempt", "passed_filters", "seed"]
+    key = pd.DataFrame(rows)
+    key = key[first + [c for c in key.columns if c not in first]]
     key.to_csv(study / "private" / "key.csv", index=False)
-    order = sorted(ids)  # public list carries no system information
-    write_study_config(study, StudyConfig(stimuli=order, seed=cfg.seed))
-    (study / "private" / "loudness.json").write_text(json.dumps({"method": "equal RMS over the clip", "rms": level}))
+    write_study_config(study, StudyConfig(stimuli=sorted(ids), seed=seed))
     return key
+
+
+def filter_failures(key: pd.DataFrame) -> pd.Series:
+    """True for each stimulus kept although it did not pass the paper's filters (its attempts ran
+    out). A key without the column (hand-made studies) has none."""
+    if "passed_filters" not in key.columns:
+        return pd.Series(False, index=key.index)
+    return key["passed_filters"].map(lambda v: str(v).strip().lower() in ("false", "0", "0.0"))
+
+
+def filter_failure_lines(key: pd.DataFrame, by_system: bool = False) -> list[str]:
+    """One warning line (or one per system) for stimuli that did not pass the paper's filters."""
+    failed = filter_failures(key)
+    groups = key.groupby("system").groups.items() if by_system and "system" in key.columns else [(None, key.index)]
+    lines = []
+    for system, index in groups:
+        n_failed, n = int(failed.loc[index].sum()), len(index)
+        if n_failed:
+            whose = f" of system {system!r}" if system is not None else ""
+            lines.append(f"{n_failed} of {n} stimuli{whose} did not pass the paper's filters "
+                         "(at least one note, no empty beat, at least 8 s; kept after the last regeneration "
+                         "attempt; private/key.csv column passed_filters says which)")
+    return lines
+
+
+def warn_filter_failures(key: pd.DataFrame) -> None:
+    """A warning per system whose stimuli include some that did not pass the paper's filters."""
+    for line in filter_failure_lines(key, by_system=True):
+        warnings.warn(line, stacklevel=3)
 
 
 def write_study_config(study_dir: str | Path, config: StudyConfig) -> None:
@@ -123,28 +174,6 @@ def read_study_config(study_dir: str | Path) -> StudyConfig:
     data = json.loads(Path(study_dir, "study.json").read_text())
     data["scale_labels"] = tuple(data.get("scale_labels", ("", "")))
     return StudyConfig(**data)
-
-
-def export_ratings(study_dir: str | Path, out_csv: str | Path | None = None) -> pd.DataFrame:
-    """One row per rating joined with the private key: participant, stimulus, system, prompt,
-    rating, comment, presented/rated timestamps, play count."""
-    study = Path(study_dir)
-    db = study / "private" / "ratings.sqlite"
-    if not db.exists():
-        return pd.DataFrame(columns=["participant", "stimulus", "system", "prompt", "rating"])
-    with sqlite3.connect(db) as con:
-        ratings = pd.read_sql_query(
-            "SELECT r.participant, r.stimulus, r.rating, r.comment, r.position, r.presented_at, r.rated_at, "
-            "COALESCE(p.count, 0) AS play_count FROM ratings r LEFT JOIN plays p "
-            "ON p.participant = r.participant AND p.stimulus = r.stimulus ORDER BY r.participant, r.position", con)
-    key = pd.read_csv(study / "private" / "key.csv")
-    table = ratings.merge(key[["stimulus", "system", "prompt"]], on="stimulus", how="left")
-    cols = ["participant", "stimulus", "system", "prompt", "rating", "comment", "position", "presented_at", "rated_at",
-            "play_count"]
-    table = table[cols]
-    if out_csv:
-        table.to_csv(out_csv, index=False, quoting=csv.QUOTE_MINIMAL)
-    return table
 
 
 # ------------------------------------------------------------------------------------------------

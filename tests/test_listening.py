@@ -1,17 +1,27 @@
 """Listening study: statistics on simulated data, the server's rules, and a real headless browser."""
 
+import csv
+import datetime as dt
 import json
+import logging
 import shutil
+import socket
+import sqlite3
 import threading
+import time
 import urllib.request
+import wave
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from smart_core.listening import (SimulatedStudy, StudyConfig, analyze_ratings, export_ratings, loudness_match,
-                                  power_curve, write_study_config)
-from smart_core.listening_app import Study, participant_order, serve
+from smart_core import ratings
+from smart_core.listening import (SimulatedStudy, StudyConfig, analyze_ratings, draw_stimulus_ids, filter_failure_lines,
+                                  loudness_match, power_curve, warn_filter_failures, write_stimuli, write_study_config)
+from smart_core.listening_app import ApiError, Study, participant_order, serve
+from smart_core.ratings import export_ratings
 from smart_core.render import FluidRenderer, save_wav
 
 
@@ -67,10 +77,30 @@ def test_order_is_random_per_participant_and_reproducible():
     assert sorted(a) == stimuli and a != b and a == participant_order(stimuli, "alice", 0)
 
 
-def test_server_rules(study_dir):
-    from smart_core.listening_app import ApiError
+class FakeClock:
+    """The server's clock, moved by hand: tests let a clip 'play' without waiting for it."""
 
-    study = Study(study_dir)
+    def __init__(self):
+        self.time = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += dt.timedelta(seconds=seconds)
+
+
+def rate_current(study: Study, clock: FakeClock, participant: str, rating: int = 5, comment: str = "") -> dict:
+    """Play the participant's current excerpt to the end and rate it."""
+    stimulus = study.state(participant)["next"]
+    study.played(participant, stimulus)
+    clock.advance(study.durations[stimulus])
+    return study.rate(participant, stimulus, rating, comment)
+
+
+def test_server_rules(study_dir):
+    clock = FakeClock()
+    study = Study(study_dir, clock=clock)
     state = study.start("p1")
     first = state["next"]
     with pytest.raises(ApiError, match="play the excerpt"):
@@ -83,6 +113,7 @@ def test_server_rules(study_dir):
         study.played("p1", "../private/key")
     with pytest.raises(ApiError, match="unknown participant"):
         study.played("ghost", first)
+    clock.advance(study.durations[first])
     assert study.rate("p1", first, 7)["done"] == 1
     with pytest.raises(ApiError, match="already rated"):
         study.rate("p1", first, 8)
@@ -95,17 +126,23 @@ def test_server_rules(study_dir):
 
 
 @pytest.fixture()
-def server(study_dir):
+def running(study_dir):
+    """The server object itself (tests may shorten its handler's timeout)."""
     srv = serve(study_dir, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", study_dir
+    yield srv
     srv.shutdown()
     srv.server_close()
 
 
-def _post(url, body):
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+@pytest.fixture()
+def server(running, study_dir):
+    return f"http://127.0.0.1:{running.server_address[1]}", study_dir
+
+
+def _post(url, body, headers=None):
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers or {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req) as r:
             return r.status, json.loads(r.read())
@@ -192,3 +229,308 @@ def test_a_participant_completes_the_study_in_a_real_browser(server):
     assert len(table) == 4 and table["stimulus"].is_unique and set(table["participant"]) == {"walker"}
     assert sorted(table["rating"]) == [3, 5, 8, 10]
     assert (table["play_count"] >= 1).all() and set(table["system"]) == {"base", "tuned"}
+
+
+# ------------------------------------------------------------------ what a hostile tester tried
+def _read_wav(path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels())
+    return (pcm.T / 32767).astype(np.float32)
+
+
+def test_stimulus_ids_are_secret_and_the_public_list_has_no_system_order(study_dir, tmp_path_factory, fixtures):
+    first, second = draw_stimulus_ids(50), draw_stimulus_ids(50)
+    assert len(set(first)) == 50 and not set(first) & set(second)
+    audio = _read_wav(study_dir / "stimuli" / "s0000000a.wav")
+    midi = (fixtures / "a4_one_second.mid").read_bytes()
+    keys, folders = [], []
+    for _ in range(2):  # the same seed twice
+        folder = tmp_path_factory.mktemp("made")
+        (folder / "stimuli").mkdir()
+        (folder / "private" / "midi").mkdir(parents=True)
+        rows = [{"system": system, "prompt": f"p{k}", "prompt_index": k, "attempt": 1, "passed_filters": True,
+                 "seed": 100 + k, "midi": midi} for system in ("base", "tuned") for k in range(3)]  # base rows first
+        key = write_stimuli(folder, rows, [audio * (1 + i / 10) for i in range(6)], 48_000, seed=0)
+        text = (folder / "study.json").read_text()
+        public = json.loads(text)
+        assert set(public) == set(asdict(StudyConfig())) and public["seed"] == 0
+        assert public["stimuli"] == sorted(key["stimulus"])  # sorted secret ids: no order by system
+        assert "base" not in text and "tuned" not in text and "system" not in text
+        assert sorted(p.stem for p in (folder / "stimuli").glob("*.wav")) == public["stimuli"]
+        assert pd.read_csv(folder / "private" / "key.csv")[["stimulus", "system"]].equals(key[["stimulus", "system"]])
+        assert Study(folder).durations  # a study the server can run
+        keys.append(key)
+        folders.append(folder)
+    assert not set(keys[0]["stimulus"]) & set(keys[1]["stimulus"])  # same seed, new ids
+    for (_, a), (_, b) in zip(keys[0].iterrows(), keys[1].iterrows()):  # the audio itself is reproducible
+        assert (folders[0] / "stimuli" / f"{a.stimulus}.wav").read_bytes() == \
+            (folders[1] / "stimuli" / f"{b.stimulus}.wav").read_bytes()
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","click")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3", "\t=1+1",
+            "\r=1+1", "plain, with a comma", 'a "quote" inside']
+
+
+def test_csv_export_neutralises_spreadsheet_formulas(study_dir, tmp_path):
+    clock = FakeClock()
+    study = Study(study_dir, clock=clock)
+    for participant, comments in (("alice", FORMULAS[:4]), ("-bob", FORMULAS[4:])):
+        study.start(participant)
+        for comment in comments:
+            rate_current(study, clock, participant, 5, comment)
+    out = tmp_path / "ratings.csv"
+    table = export_ratings(study_dir, out)
+    assert sorted(table["comment"]) == sorted(FORMULAS)  # the analysis gets the comments as written
+    assert set(table["participant"]) == {"alice", "-bob"}
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    assert {r["comment"] for r in rows} == {"'" + c if c[0] in "=+-@\t\r" else c for c in FORMULAS}
+    assert {r["participant"] for r in rows} == {"alice", "'-bob"}
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for cell in r.values())
+
+
+def test_export_needs_a_study_and_writes_a_header_when_nobody_rated(study_dir, tmp_path_factory, capsys):
+    from smart_core.__main__ import main
+
+    folder = tmp_path_factory.mktemp("not_a_study")
+    with pytest.raises(FileNotFoundError, match="study.json") as err:
+        export_ratings(folder / "missing", folder / "out.csv")
+    assert "\n" not in str(err.value)
+    write_study_config(folder, StudyConfig(stimuli=[]))
+    with pytest.raises(FileNotFoundError, match="private/key.csv"):
+        export_ratings(folder)
+    assert main(["export", "--study", str(folder / "missing")]) == 2  # the command line: one line, no traceback
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.count("\n") == 1 and "study.json" in said.err
+    assert not (folder / "out.csv").exists() and not (folder / "ratings.csv").exists()
+    assert main(["export", "--study", str(study_dir)]) == 0  # a study, no ratings yet
+    assert "0 ratings ->" in capsys.readouterr().out
+    assert (study_dir / "ratings.csv").read_text().strip() == ",".join(ratings.EXPORT_COLUMNS)
+
+
+def test_every_field_is_checked_and_answered_with_a_json_error(server, monkeypatch):
+    url, study_dir = server
+    for participant in (10 ** 21, True, 123, None, ["a"], {"a": 1}, "cz\n", "x" * 65, ""):
+        status, reply = _post(url + "/api/start", {"participant": participant})
+        assert status == 400 and "participant id" in reply["error"], participant
+    current = _post(url + "/api/start", {"participant": "p5"})[1]["next"]
+    rate = {"participant": "p5", "stimulus": current, "rating": 5}
+    for presented_at in ({}, [1], 5, "not-a-date; DROP TABLE", "2024-13-01T00:00:00", "2" * 100):
+        status, reply = _post(url + "/api/rate", {**rate, "presented_at": presented_at})
+        assert status == 400 and "presented_at" in reply["error"], presented_at
+    for comment in ({}, [1], 5, None, "x" * 2001):
+        status, reply = _post(url + "/api/rate", {**rate, "comment": comment})
+        assert status == 400 and "comment" in reply["error"], comment
+    for stimulus in ({}, [1], 7, None):
+        for route in ("/api/played", "/api/rate"):
+            status, reply = _post(url + route, {**rate, "stimulus": stimulus})
+            assert status == 400 and reply["error"] == "unknown stimulus"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url + "/api/state?participant=cz%0A")
+    assert err.value.code == 400 and "participant id" in json.loads(err.value.read())["error"]
+    with ratings.connect(ratings.db_path(study_dir)) as con:
+        assert [r[0] for r in con.execute("SELECT id FROM participants")] == ["p5"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Study, "state", broken)  # any unexpected error: a 500 with JSON, not a dropped connection
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url + "/api/state?participant=p5")
+    assert err.value.code == 500 and json.loads(err.value.read()) == {"error": "internal server error"}
+
+
+def _raw(port: int, head: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Send a hand-written request to 127.0.0.1 and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        reply = b""
+        for _ in range(1000):  # bounded; each recv is bounded by the timeout
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
+def _status(reply: bytes) -> int | None:
+    return int(reply.split()[1]) if reply else None
+
+
+def test_request_bodies_are_bounded_and_slow_ones_dropped(running):
+    port = running.server_address[1]
+    post = f"POST /api/start HTTP/1.1\nHost: 127.0.0.1:{port}\nContent-Type: application/json\n"
+    body = b'{"participant": "raw1"}'
+    assert _status(_raw(port, post + f"Content-Length: {len(body)}\n", body)) == 200
+    for header, expected in (("Content-Length: -1\n", 400), ("Content-Length: 5000000\n", 413),
+                             ("Content-Length: ten\n", 400), ("Content-Length: 1_0\n", 400), ("", 411),
+                             ("Transfer-Encoding: chunked\n", 411), ("Content-Length: 2\nContent-Length: 3\n", 400)):
+        reply = _raw(port, post + header)  # no body sent: the answer must not wait for one
+        assert _status(reply) == expected, header
+        assert "error" in json.loads(reply.split(b"\r\n\r\n", 1)[1])
+
+    running.RequestHandlerClass.timeout = 0.5
+    threads = threading.active_count()
+    started = time.monotonic()
+    reply = _raw(port, post + "Content-Length: 100\n", b'{"partic')  # a body that never finishes
+    assert reply == b"" and time.monotonic() - started < 4  # dropped after the handler's timeout
+    for _ in range(40):  # and its thread is freed
+        if threading.active_count() <= threads:
+            break
+        time.sleep(0.05)
+    assert threading.active_count() <= threads
+    assert _status(_raw(port, post + f"Content-Length: {len(body)}\n", body)) == 200
+
+
+def test_cross_site_and_non_json_posts_are_refused(server):
+    url, study_dir = server
+    body = {"participant": "csrf1"}
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        status, reply = _post(url + "/api/start", body, {"Content-Type": content_type})
+        assert status == 415 and "application/json" in reply["error"]
+    port = int(url.rsplit(":", 1)[1])
+    no_type = _raw(port, f"POST /api/start HTTP/1.1\nHost: 127.0.0.1:{port}\nContent-Length: 2\n", b"{}")
+    assert _status(no_type) == 415
+    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{port}.evil.example"):
+        status, reply = _post(url + "/api/start", body, {"Content-Type": "application/json", "Origin": origin})
+        assert status == 403 and "other sites" in reply["error"]
+    own = {"Content-Type": "application/json; charset=utf-8", "Origin": url}
+    assert _post(url + "/api/start", {"participant": "same1"}, own)[0] == 200
+    with ratings.connect(ratings.db_path(study_dir)) as con:
+        assert [r[0] for r in con.execute("SELECT id FROM participants")] == ["same1"]
+    page = urllib.request.urlopen(url + "/").read().decode()
+    assert page.count('method: "POST"') == 1  # every POST goes through api(), which sends JSON
+    assert 'method: "POST", headers: {"Content-Type": "application/json"}' in page
+
+
+def test_a_rating_needs_the_clip_to_have_had_time_to_play(server, study_dir):
+    url, _ = server
+    current = _post(url + "/api/start", {"participant": "p7"})[1]["next"]
+    assert _post(url + "/api/played", {"participant": "p7", "stimulus": current})[0] == 200
+    time.sleep(0.03)
+    status, reply = _post(url + "/api/rate", {"participant": "p7", "stimulus": current, "rating": 5})
+    assert status == 409 and "to the end" in reply["error"]
+
+    clock = FakeClock()  # the same rule, timed by hand, for a second participant
+    study = Study(study_dir, clock=clock)
+    current = study.start("p8")["next"]
+    with wave.open(str(study_dir / "stimuli" / f"{current}.wav")) as w:
+        seconds = w.getnframes() / w.getframerate()
+    assert study.durations[current] == pytest.approx(seconds) and seconds > 0.9  # from the WAV header
+    study.played("p8", current)
+    clock.advance(seconds / 2)
+    study.played("p8", current)  # a second play does not move the start of the first
+    clock.advance(seconds / 2 - 0.3)
+    with pytest.raises(ApiError, match="to the end") as err:
+        study.rate("p8", current, 5)
+    assert err.value.status == 409
+    clock.advance(0.1)  # within the tolerance of the clip's end
+    assert study.rate("p8", current, 5, presented_at="2024-05-01T12:00:00.000Z")["done"] == 1
+    assert export_ratings(study_dir)["presented_at"].tolist() == ["2024-05-01T12:00:00.000Z"]
+
+
+OLD_SCHEMA = """
+CREATE TABLE participants (id TEXT PRIMARY KEY, started_at TEXT NOT NULL, order_json TEXT NOT NULL);
+CREATE TABLE plays (participant TEXT NOT NULL, stimulus TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (participant, stimulus));
+CREATE TABLE ratings (participant TEXT NOT NULL, stimulus TEXT NOT NULL, rating INTEGER NOT NULL,
+    comment TEXT, position INTEGER NOT NULL, presented_at TEXT, rated_at TEXT NOT NULL,
+    PRIMARY KEY (participant, stimulus));
+"""
+
+
+def test_an_older_database_gains_the_play_start_column(study_dir):
+    order = participant_order(json.loads((study_dir / "study.json").read_text())["stimuli"], "old", 1)
+    con = sqlite3.connect(ratings.db_path(study_dir))
+    con.executescript(OLD_SCHEMA)
+    con.execute("INSERT INTO participants VALUES ('old', '2024-01-01T00:00:00+00:00', ?)", (json.dumps(order),))
+    con.execute("INSERT INTO plays VALUES ('old', ?, 1)", (order[0],))
+    con.commit()
+    con.close()
+    clock = FakeClock()
+    study = Study(study_dir, clock=clock)
+    with ratings.connect(study.db_path) as con:
+        assert "first_played_at" in {r[1] for r in con.execute("PRAGMA table_info(plays)")}
+    with pytest.raises(ApiError, match="once more"):  # played before start times were kept
+        study.rate("old", order[0], 4)
+    study.played("old", order[0])
+    clock.advance(study.durations[order[0]])
+    assert study.rate("old", order[0], 4)["done"] == 1
+    assert export_ratings(study_dir)["play_count"].tolist() == [2]
+
+
+def test_excerpts_are_rated_in_the_order_presented(study_dir):
+    clock = FakeClock()
+    study = Study(study_dir, clock=clock)
+    current = study.start("p2")["next"]
+    later = next(s for s in study.config.stimuli if s != current)
+    with pytest.raises(ApiError, match="not your current") as err:
+        study.played("p2", later)
+    assert err.value.status == 409
+    study.played("p2", current)
+    clock.advance(5)
+    with pytest.raises(ApiError, match="in the order given") as err:
+        study.rate("p2", later, 5)
+    assert err.value.status == 409
+    assert study.rate("p2", current, 5)["done"] == 1
+
+
+def test_serving_a_folder_that_is_not_a_study_says_what_is_missing(study_dir, tmp_path_factory):
+    with pytest.raises(FileNotFoundError, match="study.json"):
+        Study(tmp_path_factory.mktemp("empty"))
+    (study_dir / "stimuli" / "s0000000b.wav").unlink()
+    with pytest.raises(FileNotFoundError, match="s0000000b.wav"):  # found at start, not by a participant
+        Study(study_dir)
+
+
+def test_a_study_kept_under_a_folder_named_private_serves_audio(study_dir, tmp_path_factory):
+    moved = tmp_path_factory.mktemp("outer") / "private" / "study"
+    shutil.copytree(study_dir, moved)
+    study = Study(moved)
+    assert study.audio_path("s0000000a").read_bytes()[:4] == b"RIFF"
+    for path in ("private/key", "../private/key", "s0000000a/../../private/key"):
+        with pytest.raises(ApiError):
+            study.audio_path(path)
+    (moved / "private" / "leak.wav").write_bytes(b"RIFF")  # inside the study's own private/: never
+    (moved / "stimuli" / "s0000000e.wav").symlink_to(moved / "private" / "leak.wav")
+    study.stimuli.add("s0000000e")
+    with pytest.raises(ApiError):
+        study.audio_path("s0000000e")
+
+
+def test_the_schema_is_defined_once(study_dir):
+    import smart_core.listening as listening
+    import smart_core.listening_app as listening_app
+
+    assert not hasattr(listening_app, "SCHEMA") and not hasattr(listening, "sqlite3")
+    assert listening_app.connect is ratings.connect
+    Study(study_dir)
+    with ratings.connect(ratings.db_path(study_dir)) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        plays = [r[1] for r in con.execute("PRAGMA table_info(plays)")]
+    assert tables == {"participants", "plays", "ratings"}
+    assert plays == ["participant", "stimulus", "count", "first_played_at"]
+
+
+def test_stimuli_that_failed_the_filters_are_announced(study_dir, caplog):
+    key_path = study_dir / "private" / "key.csv"
+    key = pd.read_csv(key_path).assign(passed_filters=[True, False, False, True])
+    key.to_csv(key_path, index=False)
+    with caplog.at_level(logging.WARNING, logger="smart_core.listening_app"):
+        serve(study_dir, "127.0.0.1", 0).server_close()
+    lines = [r.getMessage() for r in caplog.records if "filters" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("2 of 4 stimuli did not pass the paper's filters (")
+    with pytest.warns(UserWarning) as record:  # what make_stimuli says after generating
+        warn_filter_failures(pd.read_csv(key_path))
+    messages = sorted(str(w.message) for w in record)
+    assert len(messages) == 2 and messages[0].startswith("1 of 2 stimuli of system 'base' did not pass")
+    assert messages[1].startswith("1 of 2 stimuli of system 'tuned' did not pass")
+    caplog.clear()
+    key.assign(passed_filters=True).to_csv(key_path, index=False)
+    with caplog.at_level(logging.WARNING, logger="smart_core.listening_app"):
+        Study(study_dir)
+    assert not caplog.records and filter_failure_lines(pd.read_csv(key_path)) == []
