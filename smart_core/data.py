@@ -6,17 +6,21 @@ Sources:
     out on purpose: they are monophonic, and a piano model trained on them learns single lines.
   * any folder of MIDI files (a local MAESTRO or MetaMIDI piano subset), searched recursively.
 
-Files that cannot be parsed, are empty, or hold no pitched notes are skipped, counted by reason
-in the summary and listed in `skipped.csv`; the build never stops on one bad file.
+Files that cannot be parsed, are empty, hold no pitched notes (or none on the piano's keys), or
+repeat the music of another file are skipped, counted by reason in the log and listed in
+`skipped.csv`; the build never stops on one bad file. A built corpus is reused until its config or
+its source (see `source_fingerprint`) changes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import importlib.metadata
 import json
 import logging
 import multiprocessing as mp
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,9 @@ import symusic
 from tqdm.auto import tqdm
 
 from .config import Config
+from .errors import InputError, MissingInput
+from .midi import BadMidi, load_piano_midi, n_notes
+from .tokenizer import score_to_ids
 
 log = logging.getLogger(__name__)
 
@@ -34,69 +41,6 @@ SPLITS = ("train", "val", "test")
 # music and take minutes each to parse (op. 132, op. 133), a third of the small profile's budget.
 MUSIC21_COMPOSERS = ("bach", "mozart", "joplin", "schumann_clara", "beach", "chopin", "handel", "schubert")
 MIDI_SUFFIXES = {".mid", ".midi", ".MID", ".MIDI"}
-
-
-class BadMidi(ValueError):
-    """A MIDI file that cannot be used; `reason` is one of the summary's skip reasons."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-def merge_to_piano(score: symusic.Score) -> symusic.Score:
-    """All pitched notes of all tracks on one piano track (program 0); drums dropped."""
-    merged = symusic.Score(score.ticks_per_quarter)
-    merged.tempos = score.tempos.copy()
-    merged.time_signatures = score.time_signatures.copy()
-    piano = symusic.Track(name="Piano", program=0, is_drum=False)
-    notes = [n for t in score.tracks if not t.is_drum for n in t.notes if n.duration > 0]
-    notes.sort(key=lambda n: (n.time, n.pitch))
-    for n in notes:
-        piano.notes.append(n)
-    merged.tracks.append(piano)
-    return merged
-
-
-def check_midi_structure(data: bytes) -> None:
-    """Reject files whose chunks do not fit: a truncated file must never reach symusic, which can
-    read past the end of such a buffer and then parse whatever memory follows (seen in the test
-    suite: a truncated fixture parsed once in a full run)."""
-    if len(data) < 14 or data[:4] != b"MThd":
-        raise BadMidi("unparseable", "no MThd header")
-    offset = 0
-    while offset < len(data):
-        if offset + 8 > len(data):
-            raise BadMidi("unparseable", f"truncated chunk header at byte {offset}")
-        length = int.from_bytes(data[offset + 4:offset + 8], "big")
-        if offset + 8 + length > len(data):
-            raise BadMidi("unparseable", f"chunk {data[offset:offset + 4]!r} at byte {offset} runs past the end of the file")
-        offset += 8 + length
-
-
-def load_piano_midi(source) -> symusic.Score:
-    """Read a MIDI file (path or bytes) as a single piano track; raises BadMidi with a reason."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise BadMidi("missing", str(path))
-        if path.stat().st_size == 0:
-            raise BadMidi("empty_file", str(path))
-        data = path.read_bytes()
-    else:
-        data = bytes(source)
-        if not data:
-            raise BadMidi("empty_file")
-    check_midi_structure(data)
-    try:
-        score = symusic.Score.from_midi(data)
-    except Exception as err:
-        raise BadMidi("unparseable", f"{type(err).__name__}: {err}") from err
-    if not any(len(t.notes) for t in score.tracks):
-        raise BadMidi("no_notes")
-    if all(t.is_drum for t in score.tracks if len(t.notes)):
-        raise BadMidi("drums_only")
-    return merge_to_piano(score)
 
 
 def _music21_to_midi(args: tuple[str, str]) -> tuple[str, str | None]:
@@ -193,46 +137,137 @@ class Corpus:
         return pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame(columns=["file", "reason", "detail"])
 
 
-def _manifest(cfg: Config) -> dict:
-    return {"source": cfg.corpus_source, "max_pieces": cfg.corpus_max_pieces,
-            "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "version": 1}
-
-
 def build_corpus(cfg: Config, force: bool = False) -> Corpus:
     """Build (or reuse) the corpus described by cfg. Returns a Corpus; prints nothing itself."""
-    from .tokenizer import score_to_ids
-
     root = Path(cfg.corpus_dir)
     manifest_path = root / "manifest.json"
-    if not force and manifest_path.exists() and json.loads(manifest_path.read_text()) == _manifest(cfg):
+    manifest = _manifest(cfg)
+    if not force and manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
         return Corpus(root)
 
-    if cfg.corpus_source == "music21":
-        files, skipped = convert_music21(Path("data/music21_midi"), cfg.corpus_max_pieces, cfg.render_workers)
-    else:
-        folder = Path(cfg.corpus_source)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"corpus_source {folder} is not a folder of MIDI files (or 'music21')")
-        files = sorted(p for p in folder.rglob("*") if p.suffix in MIDI_SUFFIXES)
-        if cfg.corpus_max_pieces:
-            files = files[: cfg.corpus_max_pieces]
-        skipped = []
-        if not files:
-            raise FileNotFoundError(f"no .mid/.midi files under {folder}")
-
-    scores: dict[str, symusic.Score] = {}
-    for path in tqdm(files, desc="reading MIDI"):
-        name = path.stem if cfg.corpus_source == "music21" else \
-            str(path.relative_to(cfg.corpus_source).with_suffix("")).replace("/", "__")
-        try:
-            scores[name] = load_piano_midi(path)
-        except BadMidi as err:
-            skipped.append({"file": str(path), "reason": err.reason, "detail": str(err)})
+    manifest_path.unlink(missing_ok=True)  # a build that stops half way must not be reused
+    named_files, skipped = _source_files(cfg)
+    scores, origin, unreadable = _read_pieces(named_files)
+    scores, duplicates = drop_duplicates(scores, origin)
+    skipped += unreadable + duplicates
     if len(scores) < 3:
-        raise ValueError(f"only {len(scores)} usable pieces in {cfg.corpus_source}; need at least 3 "
-                         f"(skipped {len(skipped)}: see the reasons above)")
+        raise InputError(f"only {len(scores)} usable pieces in {cfg.corpus_source}; need at least 3 "
+                         f"(skipped {len(skipped)}: {_reason_counts(skipped)})")
 
     split_of = assign_splits(sorted(scores), cfg.val_fraction, cfg.test_fraction)
+    pieces = _write_splits(root, scores, split_of)
+    pieces.to_csv(root / "pieces.csv", index=False)
+    _summary(pieces).to_csv(root / "summary.csv")
+    pd.DataFrame(skipped, columns=["file", "reason", "detail"]).to_csv(root / "skipped.csv", index=False)
+    if skipped:
+        log.warning("skipped %d files: %s", len(skipped), _reason_counts(skipped))
+    manifest_path.write_text(json.dumps(manifest))
+    return Corpus(root)
+
+
+def _manifest(cfg: Config) -> dict:
+    """Everything the built corpus depends on: when any of it changes, the corpus is rebuilt."""
+    return {"source": cfg.corpus_source, "max_pieces": cfg.corpus_max_pieces,
+            "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
+            "source_fingerprint": source_fingerprint(cfg.corpus_source), "version": 2}
+
+
+def source_fingerprint(source: str) -> str:
+    """Changes when the source's pieces may have changed.
+
+    music21's bundled corpus is fixed by music21's version and our composer list. A folder is
+    fingerprinted by the relative path, size and modification time (ns) of every MIDI file: one
+    stat per file, cheap on every reuse of the corpus even for a large folder, where hashing the
+    contents would read every byte each time. A file touched but not changed rebuilds the corpus
+    for nothing, which is the safe side."""
+    if source == "music21":
+        return f"music21 {importlib.metadata.version('music21')}: {','.join(MUSIC21_COMPOSERS)}"
+    folder = Path(source)
+    if not folder.is_dir():
+        return "no such folder"  # build_corpus stops with a clear error
+    digest = hashlib.sha1()
+    for path in midi_files(folder):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in MIDI_SUFFIXES and p.is_file())
+
+
+def _source_files(cfg: Config) -> tuple[list[tuple[str, Path]], list[dict]]:
+    """(piece name, MIDI file) of every source piece, and the source files already skipped."""
+    if cfg.corpus_source == "music21":
+        files, skipped = convert_music21(Path(cfg.music21_cache_dir), cfg.corpus_max_pieces, cfg.render_workers)
+        return [(path.stem, path) for path in files], skipped
+    folder = Path(cfg.corpus_source)
+    if not folder.is_dir():
+        raise MissingInput(f"corpus_source {folder} is not a folder of MIDI files (or 'music21')")
+    files = midi_files(folder)
+    if cfg.corpus_max_pieces:
+        files = files[: cfg.corpus_max_pieces]
+    if not files:
+        raise MissingInput(f"no .mid/.midi files under {folder}")
+    return list(zip(piece_names([path.relative_to(folder) for path in files]), files)), []
+
+
+def piece_names(relative_paths: list[Path]) -> list[str]:
+    """One flat name per file of a folder corpus: nested/x.mid -> nested__x. Files that flatten to
+    the same name (nested/x.mid and nested__x.mid, x.mid and x.midi) each get a short hash of
+    their relative path appended, so that no piece silently overwrites another."""
+    flat = ["__".join(path.with_suffix("").parts) for path in relative_paths]
+    count = Counter(flat)
+    names = [name if count[name] == 1 else f"{name}-{_short_hash(path.as_posix())}"
+             for name, path in zip(flat, relative_paths)]
+    clashes = sorted(name for name, n in Counter(names).items() if n > 1)
+    if clashes:  # only a file named like another one's hashed name gets here
+        raise InputError(f"MIDI files map to the same piece names {clashes}; rename one of each")
+    return names
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _read_pieces(named_files: list[tuple[str, Path]]) -> tuple[dict[str, symusic.Score], dict[str, str], list[dict]]:
+    """(piano score by piece name, source file by piece name, skipped rows of unusable files)."""
+    scores, origin, skipped = {}, {}, []
+    for name, path in tqdm(named_files, desc="reading MIDI"):
+        try:
+            scores[name] = load_piano_midi(path)
+            origin[name] = str(path)
+        except BadMidi as err:
+            skipped.append({"file": str(path), "reason": err.reason, "detail": str(err)})
+    return scores, origin, skipped
+
+
+def drop_duplicates(scores: dict[str, symusic.Score], origin: dict[str, str]) -> tuple[dict[str, symusic.Score], list[dict]]:
+    """Keep the first piece (by name) of each group with the same music: one copy in train and
+    another in test would leak the test set. Pieces compare by their merged piano score written as
+    MIDI, so a copy with other track names or an extra drum track is a duplicate too."""
+    kept: dict[str, symusic.Score] = {}
+    first_with: dict[str, str] = {}
+    skipped = []
+    for name in sorted(scores):
+        digest = hashlib.sha1(scores[name].dumps_midi()).hexdigest()
+        if digest in first_with:
+            skipped.append({"file": origin[name], "reason": "duplicate",
+                            "detail": f"same music as {origin[first_with[digest]]}"})
+            continue
+        first_with[digest] = name
+        kept[name] = scores[name]
+    return kept, skipped
+
+
+def _reason_counts(skipped: list[dict]) -> str:
+    """'unparseable: 2, empty_file: 1': the skip reasons, most frequent first."""
+    counts = Counter(row["reason"] for row in skipped).most_common()
+    return ", ".join(f"{reason}: {n}" for reason, n in counts) or "none"
+
+
+def _write_splits(root: Path, scores: dict[str, symusic.Score], split_of: dict[str, str]) -> pd.DataFrame:
+    """`<split>/<piece>.mid` and `tokens-<split>.npz`; returns one row per piece."""
     for split in SPLITS:
         (root / split).mkdir(parents=True, exist_ok=True)
         for old in (root / split).glob("*.mid"):
@@ -242,33 +277,21 @@ def build_corpus(cfg: Config, force: bool = False) -> Corpus:
     for name in tqdm(sorted(scores), desc="tokenizing"):
         score, split = scores[name], split_of[name]
         ids = np.asarray(score_to_ids(score), dtype=np.int16)
-        if len(ids) <= 2:  # notes outside the piano range only
-            skipped.append({"file": name, "reason": "no_notes_in_piano_range", "detail": ""})
-            continue
         score.dump_midi(root / split / f"{name}.mid")
         token_lists[split].append(ids)
-        rows.append({"piece": name, "split": split, "notes": sum(len(t.notes) for t in score.tracks),
+        rows.append({"piece": name, "split": split, "notes": n_notes(score),
                      "seconds": score.to("second").end(), "tokens": len(ids)})
     for split in SPLITS:
         arrays = token_lists[split] or [np.zeros(0, np.int16)]
         offsets = np.cumsum([0] + [len(a) for a in token_lists[split]])
         np.savez(root / f"tokens-{split}.npz", flat=np.concatenate(arrays), offsets=offsets)
+    return pd.DataFrame(rows)
 
-    pieces = pd.DataFrame(rows)
-    pieces.to_csv(root / "pieces.csv", index=False)
+
+def _summary(pieces: pd.DataFrame) -> pd.DataFrame:
     summary = pieces.groupby("split").agg(pieces=("piece", "count"), notes=("notes", "sum"),
                                           hours=("seconds", lambda s: s.sum() / 3600), tokens=("tokens", "sum"))
     summary = summary.reindex(list(SPLITS)).fillna(0)
     summary.loc["total"] = summary.sum()
     summary["hours"] = summary["hours"].round(3)
-    summary.to_csv(root / "summary.csv")
-    skipped_df = pd.DataFrame(skipped, columns=["file", "reason", "detail"])
-    skipped_df.to_csv(root / "skipped.csv", index=False)
-    if len(skipped_df):
-        log.warning("skipped %d files: %s", len(skipped_df), skipped_df["reason"].value_counts().to_dict())
-    manifest_path.write_text(json.dumps(_manifest(cfg)))
-    return Corpus(root)
-
-
-def skip_counts(corpus: Corpus) -> pd.Series:
-    return corpus.skipped["reason"].value_counts()
+    return summary

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import symusic
 
-from .render import as_score
+from .midi import as_score
 
 ROLL_BEATS, FRAMES_PER_BEAT, LOW_PITCH, HIGH_PITCH = 16, 12, 21, 108
 

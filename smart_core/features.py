@@ -14,7 +14,7 @@ import muspy
 import numpy as np
 import pandas as pd
 
-from .render import as_score
+from .midi import as_score
 
 FEATURES = ("n_notes", "polyphony", "polyphony_rate", "empty_beat_rate", "scale_consistency", "pitch_class_entropy",
             "pitch_range", "velocity_range", "velocity_mean", "duration_seconds", "n_tempo_changes", "n_time_signature_changes")

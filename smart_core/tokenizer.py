@@ -14,6 +14,8 @@ import miditok
 import numpy as np
 import symusic
 
+from .midi import PIANO_HIGHEST, PIANO_LOWEST, merge_to_piano
+
 log = logging.getLogger(__name__)
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -27,7 +29,7 @@ SPECIAL_TOKENS = ["PAD", "BOS", "EOS", "PRE", "SUF"] + [f"INF{i}" for i in range
 def paper_tokenizer() -> miditok.REMI:
     """miditok REMI with no programs: 413 tokens, identical to the paper's vocabulary."""
     config = miditok.TokenizerConfig(
-        pitch_range=(21, 108),
+        pitch_range=(PIANO_LOWEST, PIANO_HIGHEST),
         beat_res={(0, 4): 12},
         num_velocities=32,
         special_tokens=SPECIAL_TOKENS,
@@ -61,8 +63,6 @@ def score_to_ids(score: symusic.Score, add_bos_eos: bool = True) -> list[int]:
     """Tokenize a (single-track, piano) score. Multi-track scores are merged first."""
     tokenizer = paper_tokenizer()
     if len(score.tracks) > 1:
-        from .data import merge_to_piano
-
         score = merge_to_piano(score)
     sequences = tokenizer.encode(score)
     ids = list(sequences[0].ids) if sequences else []
@@ -89,10 +89,6 @@ def ids_to_score(ids) -> symusic.Score:
         log.debug("undecodable token sequence (%s): %s", type(err).__name__, err)
         score = symusic.Score(tokenizer.time_division)
     return score
-
-
-def n_notes(score: symusic.Score) -> int:
-    return int(sum(len(t.notes) for t in score.tracks))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import symusic
 
-from smart_core.tokenizer import (BOS_ID, EOS_ID, VOCAB_SIZE, dataset_prompt, ids_to_score, make_prompts, n_notes,
-                                  paper_tokenizer, score_to_ids)
+from smart_core.midi import n_notes
+from smart_core.tokenizer import (BOS_ID, EOS_ID, VOCAB_SIZE, dataset_prompt, ids_to_score, make_prompts, paper_tokenizer,
+                                  score_to_ids)
 
 
 def test_vocabulary_matches_the_paper_checkpoint_id_for_id(fixtures):
