@@ -2,6 +2,7 @@
 PROFILE ?= small
 SEED ?= 0
 FORCE ?= 0
+ARGS ?=
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
@@ -14,9 +15,10 @@ $(STAMP): pyproject.toml scripts/install_python.sh scripts/install_system.sh
 
 setup: $(STAMP)
 
-## Run every notebook in order with papermill (skips steps whose inputs did not change; FORCE=1 redoes all)
+## Run every notebook in order with papermill (skips steps whose inputs did not change; FORCE=1 redoes all;
+## ARGS="key=value ..." overrides any config field, e.g. make reproduce PROFILE=paper ARGS="steps=50")
 reproduce: $(STAMP)
-	$(PY) -m smart_core reproduce --profile $(PROFILE) --seed $(SEED) $(if $(filter 1,$(FORCE)),--force,)
+	$(PY) -m smart_core reproduce --profile $(PROFILE) --seed $(SEED) $(if $(filter 1,$(FORCE)),--force,) $(ARGS)
 
 ## The test suite (CPU, real FluidSynth, real miditok, tiny models)
 test: $(STAMP)
@@ -27,7 +29,7 @@ test-fast: $(STAMP)
 
 ## Rebuild every figure and table from saved run artifacts (no training, no sampling)
 figures: $(STAMP)
-	$(PY) -m smart_core figures --profile $(PROFILE)
+	$(PY) -m smart_core figures --profile $(PROFILE) $(ARGS)
 
 ## Benchmarks: render, score, sample, then our GRPO step vs TRL's GRPOTrainer (a few minutes on CPU)
 bench: $(STAMP)
@@ -39,9 +41,9 @@ paper: figures
 	@command -v pdflatex >/dev/null || { echo "pdflatex not found: apt-get install -y texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"; exit 1; }
 	cd paper && mkdir -p build && pdflatex -interaction=nonstopmode -output-directory build smart_repro.tex >/dev/null && pdflatex -interaction=nonstopmode -output-directory build smart_repro.tex >/dev/null && echo "paper/build/smart_repro.pdf"
 
-## Remove all run outputs under runs/ (asks nothing)
-clean-runs:
-	rm -rf runs
+## Remove run outputs under runs/; listening studies holding human ratings are kept (DELETE_RATINGS=1 deletes them too)
+clean-runs: $(STAMP)
+	$(PY) -m smart_core clean-runs $(if $(filter 1,$(DELETE_RATINGS)),--delete-ratings,)
 
 lab: $(STAMP)
 	.venv/bin/jupyter lab notebooks

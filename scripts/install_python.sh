@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with the pinned stack from pyproject.toml.
-# Two packages need care (see ../shared MACHINE_NOTES, and the README):
+# Two packages need care (see the README, "Installing by hand"):
 #  * audiobox-aesthetics and torchaudio are installed with --no-deps, so they cannot pull a CUDA torch
 #    over the pinned torch==2.13.0;
 #  * torchaudio 2.11's compiled extensions are built against another torch and fail to load; removing

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# System packages SMART needs: the FluidSynth library (for pyfluidsynth) and piano SoundFonts.
+# System packages SMART needs: the FluidSynth library (for pyfluidsynth), every Debian SoundFont the
+# SoundFont and reward-transfer tables use, and Chromium + its driver (the listening page's browser test).
 # Runs apt-get when we are root on Debian/Ubuntu; otherwise prints the exact command to run.
 set -euo pipefail
-PKGS="libfluidsynth3 fluid-soundfont-gm"
+PKGS="libfluidsynth3 fluid-soundfont-gm fluidr3mono-gm-soundfont timgm6mb-soundfont musescore-general-soundfont-small chromium chromium-driver"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0

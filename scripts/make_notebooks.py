@@ -57,16 +57,25 @@ NOTEBOOKS = {
         ("md", "# 00 · Corpus and base model\nBuilds the piano corpus (music21 offline, or your MIDI folder), "
                "trains (or loads) the Phi-3 base model, and compares SoundFonts as the paper did."),
         ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
-        ("code", "result = stages.base_model_stage(cfg)\nprint('base model from', result['model_source'])\nprint('reward backend', result['scorer'])"),
+        ("code", "result = stages.base_model_stage(cfg)\nprint('base model from', result['model_source'])\n"
+                 "print('reward backend:', result['scorer']['backend'], '| axes:', ', '.join(result['scorer']['axes']))"),
         ("code", "res = report.base_model(cfg, figures_dir)\ndisplay(res['corpus'])\n"
-                 "p = res['pretrain']\nprint(f\"validation loss {p['best_val_loss']:.3f} nats/token vs unigram baseline {p['unigram_val_loss']:.3f}"
-                 " ({p['parameters']/1e6:.1f} M parameters, {p['seconds']:.0f} s)\")\n"
+                 "card = res['model_card']\n"
+                 "print(f\"{card['architecture']}: {card['layers']} layers, hidden {card['hidden_size']}, {card['heads']} heads, \"\n"
+                 "      f\"{card['parameters']/1e6:.1f} M parameters; from {card['id'] or card['path']} ({card['source']}, \"\n"
+                 "      f\"revision {card['revision']}, sha256 {card['sha256'][:12]})\")\n"
+                 "p = res['pretrain']\n"
+                 "if p:  # trained here\n"
+                 "    print(f\"validation loss {p['best_val_loss']:.3f} nats/token vs unigram baseline {p['unigram_val_loss']:.3f}\"\n"
+                 "          f\" ({p['seconds']:.0f} s of pre-training)\")\n"
+                 "else:\n"
+                 "    print('not pre-trained here: no loss curve (the model card above says where it came from)')\n"
                  "s = res['samples']\nprint(f\"unconditional samples: {s['fraction_with_notes']:.0%} have notes, mean {s['mean_notes']:.1f} notes ({s['n']} samples)\")"),
-        ("code", "show('base_model_loss')\nshow('base_model_samples')"),
+        ("code", "if res['pretrain']:\n    show('base_model_loss')\nshow('base_model_samples')"),
         ("md", "One unconditional sample, rendered with the profile's SoundFont:"),
         ("code", "from smart_core.render import render_midi\n"
                  "sample_path = result['samples'].sort_values('n_notes', ascending=False)['midi_path'].iloc[0]\n"
-                 "display(Audio(render_midi(sample_path, cfg.soundfont, cfg.sample_rate), rate=cfg.sample_rate))"),
+                 "display(Audio(render_midi(sample_path, cfg.soundfont, cfg.sample_rate, renderer=cfg.renderer), rate=cfg.sample_rate))"),
         ("md", "## SoundFont comparison (the paper's table)\nMean score of corpus pieces (100 beats, 10 s) per SoundFont."),
         ("code", "display(res.get('soundfonts'))\nshow('soundfont_table')"),
     ],
@@ -110,7 +119,10 @@ NOTEBOOKS = {
                  "           sd_prompt=sim_sd_prompt, sd_residual=sim_sd_residual)\n"
                  "study = stages.listening_stage(cfg, simulation=sim)\n"
                  "display(study['key'].drop(columns=['seed']).head())\n"
-                 "print('stimulus attempts until the paper filters held:', study['key'].groupby('system')['attempt'].describe()[['mean', 'max']].to_dict())\n"
+                 "passed = study['key'].groupby('system').agg(stimuli=('passed_filters', 'size'), passed_filters=('passed_filters', 'sum'),\n"
+                 "                                              mean_attempts=('attempt', 'mean'), max_attempts=('attempt', 'max'))\n"
+                 "print('stimuli that passed the paper filters (at least one note, empty-beat rate 0, at least 8 s), per system:')\n"
+                 "display(passed)\n"
                  "if study['simulated']:\n    display(Markdown('## ⚠ SIMULATED ratings: no real ratings exist yet. Nothing below is a result.'))"),
         ("code", "res = report.listening(cfg, study['ratings'], study['simulated'], study['key'], figures_dir, n_sim=cfg.power_simulations)\n"
                  "display(res['table'].round(4))\ndisplay(res['power'])\n"

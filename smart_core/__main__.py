@@ -1,9 +1,13 @@
 """Command line: python -m smart_core <command> --profile small [key=value overrides]
 
-  data       build the corpus                     pretrain   train or load the base model
-  train      one GRPO run (--run smart|long|...)  evaluate   evaluation sets of base and a run
-  figures    all figures from saved artifacts     reproduce  every notebook in order (papermill)
-  listen     serve a listening study              export     ratings of a study as CSV
+  data        build the corpus                     pretrain    train or load the base model
+  train       one GRPO run (--run smart|long|...), then its evaluation and diversity sweep
+  figures     all figures from saved artifacts     reproduce   every notebook in order (papermill)
+  listen      serve a listening study              export      ratings of a study as CSV
+  clean-runs  delete runs/ (keeps listening studies that hold ratings unless --delete-ratings)
+
+Overrides (key=value, any Config field) always win over a profile's and a named run's presets.
+A mistake you can fix prints one line and exits 2; --debug shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,27 +16,41 @@ import argparse
 import sys
 
 from .config import Config
+from .errors import UserError
+
+COMMANDS = ["data", "pretrain", "train", "figures", "reproduce", "listen", "export", "clean-runs"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smart_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["data", "pretrain", "train", "evaluate", "figures", "reproduce", "listen",
-                                            "export"])
-    parser.add_argument("overrides", nargs="*", help="config overrides, key=value (values parsed as JSON)")
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("overrides", nargs="*", help="config overrides, key=value (any Config field)")
     parser.add_argument("--profile", default="small")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--run", default="smart", help="named run for train/evaluate")
-    parser.add_argument("--force", action="store_true", help="reproduce: redo every step")
+    parser.add_argument("--run", default="smart", help="named run for train")
+    parser.add_argument("--force", action="store_true", help="reproduce: redo every step; data/pretrain: rebuild")
     parser.add_argument("--study", help="listen/export: the study folder")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--out", help="export: CSV path; figures: folder")
+    parser.add_argument("--runs-dir", default=None, help="clean-runs: the folder to clean (default: runs)")
+    parser.add_argument("--delete-ratings", action="store_true",
+                        help="clean-runs: also delete listening studies that hold human ratings")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     args = parser.parse_intermixed_args(argv)
+    try:
+        return run_command(args, parser)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
-    cfg = Config.from_profile(args.profile).with_cli_overrides(args.overrides)
-    if args.seed is not None:
-        cfg = cfg.replace(seed=args.seed)
+
+def run_command(args, parser) -> int:
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = Config.from_profile(args.profile).with_cli_overrides(overrides)
 
     if args.command == "data":
         from .data import build_corpus
@@ -44,17 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         from .data import build_corpus
         from .model import get_base_model
 
-        _, source = get_base_model(cfg, build_corpus(cfg), force=args.force)
-        print(f"base model: {source}")
+        _, asset = get_base_model(cfg, build_corpus(cfg), force=args.force)
+        print(f"base model: {asset.repo_id or asset.path} ({asset.source})")
     elif args.command == "train":
         from .stages import training_stage
 
+        if args.run not in cfg.runs:
+            print(f"note: {args.run!r} is not one of the profile's named runs ({', '.join(cfg.runs)}): "
+                  "it trains with the profile's settings and your overrides")
         result = training_stage(cfg, args.run)
         print(result["run"].steps()[["step", "reward_mean", "kl", "seconds_total"]].tail().to_string())
-    elif args.command == "evaluate":
-        from .stages import training_stage
-
-        training_stage(cfg, args.run)
     elif args.command == "figures":
         from .report import make_all
 
@@ -64,14 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import main_reproduce
 
         return main_reproduce(cfg, args.force)
+    elif args.command == "clean-runs":
+        from .runs import clean_runs
+
+        clean_runs(args.runs_dir or cfg.runs_dir, delete_ratings=args.delete_ratings)
     elif args.command in ("listen", "export"):
         if not args.study:
             parser.error(f"{args.command} needs --study DIR")
         if args.command == "export":
-            from .listening import export_ratings
+            from .ratings import export_ratings
 
-            table = export_ratings(args.study, args.out or f"{args.study}/ratings.csv")
-            print(f"{len(table)} ratings -> {args.out or args.study + '/ratings.csv'}")
+            out = args.out or f"{args.study}/ratings.csv"
+            table = export_ratings(args.study, out)
+            print(f"{len(table)} ratings -> {out}")
         else:
             from .listening_app import serve
 

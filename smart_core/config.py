@@ -1,7 +1,8 @@
 """One config dataclass with named profiles.
 
-`tiny` exercises every real code path in seconds (tests), `small` is the offline CPU default of
-`make reproduce`, `paper` holds the paper's settings (PAPER_FACTS.md) and is meant for a GPU.
+The dataclass defaults are the paper's settings (the `paper` profile, meant for a GPU); `tiny`
+(every real code path in seconds: the tests) and `small` (the offline CPU default of `make
+reproduce`) are diffs of them.
 A run stores its resolved config as `config.json`; `Config.from_profile(name, **overrides)` is the
 only way notebooks and the command line build one.
 """
@@ -14,123 +15,174 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 PROFILES = ("tiny", "small", "paper")
 
 
 @dataclass
 class Config:
-    profile: str = "small"
-    seed: int = 0
-    runs_dir: str = "runs"
+    """Every setting of a run. The defaults are the paper's settings (its text and the authors' public
+    code); the `tiny` and `small` profiles are diffs of them (_PROFILE_DIFFS below)."""
+
+    profile: str = "paper"             # which named profile this config came from (tiny | small | paper)
+    seed: int = 0                      # the one seed: prompts, sampling, initialisation, splits all derive from it
+    runs_dir: str = "runs"             # where run folders go: <runs_dir>/<profile>/<run>/
+    device: str = "auto"               # auto (CUDA when present) | cpu | cuda | cuda:N  (smart_core.runtime)
+    precision: str = "auto"            # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
 
     # --- corpus -------------------------------------------------------------------------------
-    # "music21" (offline default) or a folder of MIDI files (MAESTRO, the MetaMIDI piano subset ...)
-    corpus_source: str = "music21"
-    corpus_dir: str = "data/corpus"
-    corpus_max_pieces: int | None = None  # cap on the number of source pieces (tiny profile)
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
+    corpus_source: str = "music21"     # "music21" (offline) or a folder of MIDI files (MAESTRO, MetaMIDI piano ...)
+    corpus_dir: str = "data/corpus"    # the built corpus: splits, tokens, summary, skipped files
+    music21_cache_dir: str = "data/music21_midi"  # music21 pieces as MIDI, converted once and reused by every corpus
+    corpus_max_pieces: int | None = None  # cap on the number of source pieces (None: all)
+    val_fraction: float = 0.05         # share of pieces held out for validation (split by piece)
+    test_fraction: float = 0.05        # share of pieces held out for testing and dataset prompts
 
     # --- base model -----------------------------------------------------------------------------
-    # Empty: train our own on the corpus. Otherwise a Hub id (lucacasini/metamidipianophi3_4L) or a
-    # local directory in save_pretrained layout.
-    base_model: str = ""
-    n_layer: int = 4
-    hidden_size: int = 256
-    intermediate_size: int = 1024
-    n_head: int = 4
-    max_positions: int = 2048
-    crop_tokens: int = 256
-    pretrain_steps: int = 1500
-    pretrain_batch: int = 16
-    pretrain_lr: float = 5e-4
-    pretrain_min_lr: float = 5e-6
-    pretrain_warmup: int = 100
-    pretrain_weight_decay: float = 0.01
-    pretrain_eval_every: int = 100
-    pretrain_eval_batches: int = 8
-    pretrain_patience: int = 5  # evaluations without improvement before early stopping
+    base_model: str = "lucacasini/metamidipianophi3_4L"  # Hub id or save_pretrained folder; "": train our own
+    n_layer: int = 4                   # transformer layers of a model trained here
+    hidden_size: int = 512             # model width
+    intermediate_size: int = 2048      # MLP width
+    n_head: int = 8                    # attention heads
+    max_positions: int = 2048          # longest sequence the model accepts
+    crop_tokens: int = 500             # pre-training crop length (tokens, BOS/EOS included)
+    pretrain_steps: int = 100_000      # upper bound; early stopping usually ends sooner
+    pretrain_batch: int = 32           # crops per pre-training step
+    pretrain_lr: float = 5e-4          # peak learning rate (cosine schedule)
+    pretrain_min_lr: float = 5e-6      # learning rate at the end of the cosine
+    pretrain_warmup: int = 500         # linear warm-up steps
+    pretrain_weight_decay: float = 0.01  # AdamW weight decay on matrices (not on norms and biases)
+    pretrain_eval_every: int = 1000    # steps between validation evaluations
+    pretrain_eval_batches: int = 32    # validation batches per evaluation
+    pretrain_patience: int = 10        # evaluations without improvement before early stopping
 
     # --- rendering ------------------------------------------------------------------------------
-    soundfont: str = "fluidr3_gm"  # a registry name (smart_core.render.SOUNDFONTS) or a path
-    renderer: str = "fluidsynth"   # fluidsynth | tinysoundfont (the authors'; see bench/run_all.py)
-    sample_rate: int = 48_000
-    max_seconds: float = 10.0
-    max_beats: int = 100
-    render_workers: int = 0  # 0: all cores
+    soundfont: str = "fluidr3_gm"      # a registry name (smart_core.render.SOUNDFONTS) or a .sf2/.sf3 path
+    renderer: str = "fluidsynth"       # fluidsynth | tinysoundfont (the authors'; see bench/run_all.py)
+    sample_rate: int = 48_000          # Hz of the rendered audio
+    max_seconds: float = 10.0          # clip length cap (the reward model's window)
+    max_beats: int = 100               # MIDI cropped to this many beats before rendering
+    render_workers: int = 0            # render processes (0: all cores); changes speed, never results
 
     # --- reward ---------------------------------------------------------------------------------
-    reward_backend: str = "auto"  # auto | audiobox | standin
-    audiobox_checkpoint: str = ""  # local checkpoint.pt; also $SMART_AUDIOBOX_CKPT
+    reward_backend: str = "audiobox"   # auto (Audiobox when its weights resolve offline, else the stand-in) | audiobox | standin
+    # Audiobox weights: a checkpoint.pt or a from_pretrained folder (config.json + model.safetensors);
+    # also $SMART_AUDIOBOX_CKPT; else the Hugging Face cache, else the Hub (smart_core.assets)
+    audiobox_checkpoint: str = ""
     # Scalar reward = sum(weight * axis). None: the backend's primary axis / 10 (paper: CE / 10).
     reward_weights: dict[str, float] | None = None
-    # Reward given to clips whose scorer output is NaN/inf, or that have no notes at all.
+    # Reward given to clips whose scorer output is NaN or infinite (counted per step as n_nonfinite).
+    # A clip with no notes is rendered as 1 s of silence and scored like any other clip.
     fallback_reward: float = 0.0
 
     # --- GRPO -----------------------------------------------------------------------------------
-    steps: int = 200
-    prompts_per_step: int = 4
-    group_size: int = 8
-    lr: float = 1e-4
-    beta: float = 0.04
-    epsilon: float = 0.2
-    temperature: float = 1.0
-    max_completion_tokens: int = 256
-    num_iterations: int = 1
-    loss_type: str = "grpo"  # grpo | bnpo | dr_grpo
-    scale_rewards: bool = True
-    grad_clip: float = 1.0
-    checkpoint_every: int = 20
-    audio_every: int = 20
-    prompt_kind: str = "procedural"  # procedural | procedural+note | dataset
+    steps: int = 200                   # policy updates (a named run's preset may change it)
+    prompts_per_step: int = 4          # prompt groups per step
+    group_size: int = 8                # completions per prompt (G): advantages are normalised within a group
+    lr: float = 1e-4                   # AdamW learning rate, decayed linearly to 0, no warm-up
+    beta: float = 0.04                 # weight of the k3 KL penalty to the frozen reference (0: no reference pass)
+    epsilon: float = 0.2               # clip range of the importance ratio
+    temperature: float = 1.0           # sampling temperature (no top-k, no top-p)
+    max_completion_tokens: int = 256   # completion budget; a completion without EOS is truncated
+    num_iterations: int = 1            # policy updates per batch of completions (1: ratio = 1 in value)
+    loss_type: str = "grpo"            # grpo (per-sequence mean) | bnpo (per-token mean) | dr_grpo
+    scale_rewards: bool = True         # divide advantages by the group's standard deviation
+    grad_clip: float = 1.0             # max gradient norm
+    checkpoint_every: int = 20         # steps between checkpoints (the last step always gets one)
+    audio_every: int = 20              # steps between saved WAVs of the training samples
+    prompt_kind: str = "procedural"    # procedural | procedural+note | dataset
     # 0: fresh random prompts every step (the paper). N > 0: every step draws from one fixed set of
     # N prompts, which removes between-prompt noise from short runs (the learning test uses 1).
     prompt_pool: int = 0
 
     # --- evaluation and analysis ----------------------------------------------------------------
-    eval_prompts: int = 1000
-    diversity_samples: int = 64  # per checkpoint, for the diversity-along-training curves
-    listening_prompts: int = 15
-    listening_max_attempts: int = 20  # regenerations per stimulus until the paper's filters hold
-    power_simulations: int = 200      # simulated studies per point of the power curve
-    compare_soundfonts: bool = True   # the SoundFont table renders with every installed font
+    eval_prompts: int = 1000           # evaluation prompts, one completion each (an independent prompt stream)
+    eval_batch: int = 64               # completions sampled, rendered and scored together in evaluation
+    unconditional_samples: int = 32    # base-model samples from [BOS] alone (notebook 00)
+    soundfont_pieces: int = 10         # corpus pieces in the SoundFont table (the paper's: 10, 100 beats, 10 s)
+    diversity_samples: int = 128       # samples per checkpoint for the diversity-along-training curves
+    listening_prompts: int = 15        # prompts of the listening study (x 2 systems)
+    listening_max_attempts: int = 20   # regenerations per stimulus until the paper's filters hold
+    power_simulations: int = 200       # simulated studies per point of the power curve
+    compare_soundfonts: bool = True    # the SoundFont table renders with every installed font
 
-    # The paper's three runs, as overrides of the fields above. Profiles scale them.
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The paper's three runs, as presets over the fields above (a key the user sets wins).
+    runs: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(PAPER_RUNS))
 
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_profile(cls, profile: str = "small", **overrides: Any) -> "Config":
         if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-        cfg = cls(profile=profile, **_PROFILE_VALUES[profile])
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        cfg = cls(profile=profile, **_PROFILE_DIFFS[profile])
         return cfg.replace(**overrides)
 
     def replace(self, **overrides: Any) -> "Config":
+        """A copy with `overrides` applied, type-checked and range-checked. The keys are remembered
+        as the user's: a named run's preset never overrides them (`for_run`)."""
+        new = self._replaced(overrides)
+        object.__setattr__(new, "_user_keys", self.user_keys | frozenset(overrides))
+        return new
+
+    def _replaced(self, overrides: dict[str, Any]) -> "Config":
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)
+            raise ConfigError(f"unknown config keys {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        checked = {key: _check_type(key, value) for key, value in overrides.items()}
+        new = dataclasses.replace(self, **checked)
+        new.validate()
+        object.__setattr__(new, "_user_keys", self.user_keys)
+        return new
+
+    @property
+    def user_keys(self) -> frozenset[str]:
+        """Keys set by the user (overrides, CLI, notebook parameters), not by the profile."""
+        return getattr(self, "_user_keys", frozenset())
 
     def for_run(self, run_name: str) -> "Config":
-        """The config of one of the named runs (e.g. 'smart', 'long', 'long_beta0')."""
+        """The config of one of the named runs (e.g. 'smart', 'long', 'long_beta0'): the profile's
+        preset for that run, except for keys the user set, which always win."""
         if run_name not in self.runs:
             return self
-        return self.replace(**self.runs[run_name])
+        preset = {k: v for k, v in self.runs[run_name].items() if k not in self.user_keys}
+        return self._replaced(preset)
 
     def with_cli_overrides(self, pairs: list[str]) -> "Config":
-        """Apply `key=value` strings (values parsed as JSON when possible, else kept as text)."""
+        """Apply `key=value` strings. Text fields take the text as it is; other fields parse it as
+        JSON (numbers, true/false, null, objects) and must then have the field's type."""
         overrides = {}
         for pair in pairs:
             if "=" not in pair:
-                raise ValueError(f"override {pair!r} is not of the form key=value")
+                raise ConfigError(f"override {pair!r} is not of the form key=value")
             key, raw = pair.split("=", 1)
+            if _FIELD_TYPES.get(key) == "str":
+                overrides[key] = raw
+                continue
             try:
                 overrides[key] = json.loads(raw)
             except json.JSONDecodeError:
-                overrides[key] = raw
+                overrides[key] = raw  # the type check names the key and what it expects
         return self.replace(**overrides)
+
+    def validate(self) -> None:
+        """Ranges and choices: one clear line before any work starts, not a traceback after."""
+        for key, (ok, expected) in _RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not ok(value):
+                raise ConfigError(f"{key}={value!r}: must be {expected}")
+        for key, choices in CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"{key}={getattr(self, key)!r}: use one of {', '.join(choices)}")
+        from .runtime import DEVICE_RE
+
+        if not DEVICE_RE.fullmatch(self.device):
+            raise ConfigError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+        for name, preset in self.runs.items():
+            bad = sorted(set(preset) - {f.name for f in fields(self)} - {"runs"})
+            if bad:
+                raise ConfigError(f"run {name!r} presets unknown key(s) {', '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +193,13 @@ class Config:
     @classmethod
     def load(cls, path: str | Path) -> "Config":
         return cls(**json.loads(Path(path).read_text()))
+
+    def differences(self, other: "Config") -> dict[str, tuple[Any, Any]]:
+        """key -> (self's value, other's value) for every key that changes what a run computes
+        (execution-only keys such as render_workers are left out)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs))
+                if k not in EXECUTION_ONLY and mine.get(k) != theirs.get(k)}
 
     # Derived paths -------------------------------------------------------------------------------
     @property
@@ -161,6 +220,78 @@ class Config:
         return self.prompts_per_step * self.group_size
 
 
+# Keys that change how fast a run goes, not what it computes (parallel rendering is order-preserving
+# and bit-identical; runs_dir only moves the folder).
+EXECUTION_ONLY = frozenset({"render_workers", "runs_dir"})
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": PROFILES,
+    "reward_backend": ("auto", "audiobox", "standin"),  # reward.SCORERS plus auto (a test keeps them equal)
+    "renderer": ("fluidsynth", "tinysoundfont"),
+    "loss_type": ("grpo", "bnpo", "dr_grpo"),
+    "prompt_kind": ("procedural", "procedural+note", "dataset"),
+    "precision": ("auto", "fp32", "bf16"),
+}
+
+
+def _at_least(n):
+    return (lambda v: v >= n), f"at least {n}"
+
+
+_POSITIVE = ((lambda v: v > 0), "greater than 0")
+_FRACTION = ((lambda v: 0 <= v < 1), "in [0, 1)")
+_RANGES: dict[str, tuple[Any, str]] = {
+    **{k: _at_least(1) for k in (
+        "steps", "prompts_per_step", "checkpoint_every", "audio_every", "max_completion_tokens", "num_iterations",
+        "eval_prompts", "eval_batch", "diversity_samples", "listening_prompts", "listening_max_attempts",
+        "power_simulations", "unconditional_samples", "soundfont_pieces", "n_layer", "hidden_size",
+        "intermediate_size", "n_head", "max_positions", "crop_tokens", "pretrain_steps", "pretrain_batch",
+        "pretrain_eval_every", "pretrain_eval_batches", "pretrain_patience", "sample_rate", "max_beats",
+        "corpus_max_pieces")},
+    # one completion per prompt has no group to compare against: every advantage is 0 and nothing trains
+    "group_size": _at_least(2),
+    **{k: _at_least(0) for k in ("render_workers", "prompt_pool", "beta", "pretrain_warmup", "pretrain_weight_decay")},
+    **{k: _POSITIVE for k in ("lr", "pretrain_lr", "pretrain_min_lr", "temperature", "epsilon", "max_seconds",
+                              "grad_clip")},
+    "val_fraction": _FRACTION, "test_fraction": _FRACTION,
+}
+
+
+def _field_types() -> dict[str, str]:
+    import typing
+
+    hints = typing.get_type_hints(Config)
+    names = {int: "int", float: "float", str: "str", bool: "bool"}
+    out = {}
+    for key, hint in hints.items():
+        if hint in names:
+            out[key] = names[hint]
+        elif typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            out[key] = ("optional " + names[args[0]]) if args and args[0] in names else "optional dict"
+        else:
+            out[key] = "dict"
+    return out
+
+
+def _check_type(key: str, value: Any) -> Any:
+    """The value if it has the field's type (ints are accepted for floats), else ConfigError."""
+    kind = _FIELD_TYPES[key]
+    if kind.startswith("optional "):
+        if value is None:
+            return None
+        kind = kind.split(" ", 1)[1]
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "str": isinstance(value, str), "bool": isinstance(value, bool),
+          "dict": isinstance(value, dict)}[kind]
+    if not ok:
+        article = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false",
+                   "dict": "a JSON object"}[kind]
+        raise ConfigError(f"{key}={value!r}: expected {article}")
+    return float(value) if kind == "float" else value
+
+
 # The paper's runs: 200 steps beta 0.04 (the tuned model), and the two over-optimisation runs.
 PAPER_RUNS = {
     "smart": {"steps": 200, "beta": 0.04},
@@ -168,106 +299,35 @@ PAPER_RUNS = {
     "long_beta0": {"steps": 1000, "beta": 0.0},
 }
 
-_PROFILE_VALUES: dict[str, dict[str, Any]] = {
+# Profiles as diffs of the paper's settings (the dataclass defaults), as nanoGPT's config files and
+# audiocraft's debug config are: what each one changes, and nothing else.
+_PROFILE_DIFFS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # every real code path in seconds: the test suite
     "tiny": dict(
-        corpus_dir="data/corpus_tiny",
-        corpus_max_pieces=24,
-        val_fraction=0.15,
-        test_fraction=0.15,
-        n_layer=2,
-        hidden_size=64,
-        intermediate_size=128,
-        n_head=2,
-        max_positions=512,
-        crop_tokens=128,
-        pretrain_steps=60,
-        pretrain_batch=8,
-        pretrain_lr=3e-3,
-        pretrain_warmup=5,
-        pretrain_eval_every=20,
-        pretrain_eval_batches=2,
-        soundfont="timgm6mb",
-        max_seconds=4.0,
-        max_beats=16,
-        render_workers=2,
-        steps=4,
-        prompts_per_step=2,
-        group_size=4,
-        lr=1e-3,
-        max_completion_tokens=48,
-        checkpoint_every=2,
-        audio_every=2,
-        eval_prompts=8,
-        diversity_samples=8,
-        listening_prompts=2,
-        listening_max_attempts=2,
-        power_simulations=10,
-        compare_soundfonts=False,
-        runs={
-            "smart": {"steps": 4, "beta": 0.04},
-            "long": {"steps": 6, "beta": 0.04},
-            "long_beta0": {"steps": 6, "beta": 0.0},
-        },
+        corpus_dir="data/corpus_tiny", corpus_max_pieces=24, val_fraction=0.15, test_fraction=0.15,
+        base_model="", n_layer=2, hidden_size=64, intermediate_size=128, n_head=2, max_positions=512,
+        crop_tokens=128, pretrain_steps=60, pretrain_batch=8, pretrain_lr=3e-3, pretrain_warmup=5,
+        pretrain_eval_every=20, pretrain_eval_batches=2, pretrain_patience=5,
+        soundfont="timgm6mb", max_seconds=4.0, max_beats=16, render_workers=2, reward_backend="auto",
+        steps=4, prompts_per_step=2, group_size=4, lr=1e-3, max_completion_tokens=48, checkpoint_every=2,
+        audio_every=2, eval_prompts=8, diversity_samples=8, listening_prompts=2, listening_max_attempts=2,
+        power_simulations=10, compare_soundfonts=False,
+        runs={"smart": {"steps": 4, "beta": 0.04}, "long": {"steps": 6, "beta": 0.04},
+              "long_beta0": {"steps": 6, "beta": 0.0}},
     ),
+    # `make reproduce` on a 2-core CPU, offline: our own small base model, the stand-in reward unless
+    # Audiobox's weights are cached
     "small": dict(
-        corpus_dir="data/corpus",
-        n_layer=4,
-        hidden_size=192,
-        intermediate_size=768,
-        n_head=4,
-        crop_tokens=256,
-        pretrain_steps=600,
-        pretrain_batch=16,
-        pretrain_lr=1e-3,
-        pretrain_warmup=50,
-        pretrain_eval_every=100,
-        soundfont="fluidr3_gm",
-        steps=40,
-        prompts_per_step=2,
-        group_size=8,
-        lr=3e-4,
-        max_completion_tokens=128,
-        checkpoint_every=10,
-        audio_every=20,
-        eval_prompts=96,
-        diversity_samples=24,
-        listening_prompts=15,
-        listening_max_attempts=8,
-        power_simulations=100,
-        runs={
-            "smart": {"steps": 40, "beta": 0.04},
-            "long": {"steps": 100, "beta": 0.04},
-            "long_beta0": {"steps": 100, "beta": 0.0},
-        },
-    ),
-    "paper": dict(
-        corpus_dir="data/corpus",
-        base_model="lucacasini/metamidipianophi3_4L",
-        n_layer=4,
-        hidden_size=512,
-        intermediate_size=2048,
-        n_head=8,
-        crop_tokens=500,
-        pretrain_steps=100_000,
-        pretrain_batch=32,
-        pretrain_lr=5e-4,
-        pretrain_warmup=500,
-        pretrain_eval_every=1000,
-        pretrain_eval_batches=32,
-        pretrain_patience=10,
-        soundfont="fluidr3_gm",
-        reward_backend="audiobox",
-        steps=200,
-        prompts_per_step=4,
-        group_size=8,
-        lr=1e-4,
-        beta=0.04,
-        max_completion_tokens=256,
-        checkpoint_every=20,
-        audio_every=20,
-        eval_prompts=1000,
-        diversity_samples=128,
-        listening_prompts=15,
-        runs=dict(PAPER_RUNS),
+        base_model="", hidden_size=192, intermediate_size=768, n_head=4, crop_tokens=256, pretrain_steps=600,
+        pretrain_batch=16, pretrain_lr=1e-3, pretrain_warmup=50, pretrain_eval_every=100, pretrain_eval_batches=8,
+        pretrain_patience=5, reward_backend="auto",
+        steps=40, prompts_per_step=2, lr=3e-4, max_completion_tokens=128, checkpoint_every=10, eval_prompts=96,
+        diversity_samples=24, listening_max_attempts=8, power_simulations=100,
+        runs={"smart": {"steps": 40, "beta": 0.04}, "long": {"steps": 100, "beta": 0.04},
+              "long_beta0": {"steps": 100, "beta": 0.0}},
     ),
 }
+
+
+_FIELD_TYPES = _field_types()

@@ -45,13 +45,17 @@ class StaticCacheDecoder:
         self.eps = config.rms_norm_eps
         self.layers = list(inner.layers)
         p = next(model.parameters())
-        self.dtype, self.device = p.dtype, p.device
+        self.device = p.device
+        # the cache holds what the projections produce: bf16 under autocast (the CUDA path, or CPU when
+        # forced), else the parameters' dtype. q, k and v are cast to it so attention sees one dtype.
+        autocasting = torch.is_autocast_enabled(self.device.type)
+        self.dtype = torch.get_autocast_dtype(self.device.type) if autocasting else p.dtype
         shape = (len(self.layers), batch, self.n_kv, max_length, self.head_dim)
         self.keys = torch.empty(shape, dtype=self.dtype, device=self.device)
         self.values = torch.empty(shape, dtype=self.dtype, device=self.device)
         positions = torch.arange(max_length, device=self.device)[None]
         # the model's own rotary module: the same cos/sin (and any rope scaling) as the HF forward
-        probe = torch.empty(1, dtype=self.dtype, device=self.device)
+        probe = torch.empty(1, dtype=p.dtype, device=self.device)
         cos, sin = inner.rotary_emb(probe, positions)
         self.cos, self.sin = cos[0], sin[0]  # [max_length, rotary_dim]
         self.rotary_dim = self.cos.shape[-1]
@@ -87,7 +91,7 @@ class StaticCacheDecoder:
             q = qkv[..., :q_size].view(batch, n, self.n_heads, self.head_dim).transpose(1, 2)
             k = qkv[..., q_size:q_size + kv_size].view(batch, n, self.n_kv, self.head_dim).transpose(1, 2)
             v = qkv[..., q_size + kv_size:].view(batch, n, self.n_kv, self.head_dim).transpose(1, 2)
-            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q, k = self._rope(q, cos, sin).to(self.dtype), self._rope(k, cos, sin)
             self.keys[i, :, :, start:end] = k
             self.values[i, :, :, start:end] = v
             out = F.scaled_dot_product_attention(q, self.keys[i, :, :, :end], self.values[i, :, :, :end],

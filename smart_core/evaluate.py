@@ -14,12 +14,11 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .grpo import _generator, evaluation_prompts, step_seed
-from .model import load_pretrained, pick_device
+from .model import load_pretrained
+from .runtime import resolve_device
 from .render import RenderPool, RenderSettings
 from .reward import default_weights
 from .rollout import generate_and_score
-
-EVAL_BATCH = 64
 
 
 def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int, desc: str = "evaluate",
@@ -28,28 +27,59 @@ def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int,
     weights = cfg.reward_weights or default_weights(scorer)
     device = next(model.parameters()).device
     tables, midis = [], []
-    batches = range(0, len(prompts), EVAL_BATCH)
+    batches = range(0, len(prompts), cfg.eval_batch)
     for b, start in enumerate(tqdm(batches, desc=desc, disable=not progress, leave=False)):
-        rollout = generate_and_score(model, prompts[start:start + EVAL_BATCH], cfg, pool, scorer, weights,
+        rollout = generate_and_score(model, prompts[start:start + cfg.eval_batch], cfg, pool, scorer, weights,
                                      _generator(device, step_seed(seed, b, 3)), keep_audio=False)
         tables.append(rollout.table())
         midis += rollout.midi
     return pd.concat(tables, ignore_index=True), midis
 
 
-def evaluate_model(cfg: Config, model_dir: str | Path, out_dir: str | Path, scorer, pool: RenderPool | None = None,
+# what an evaluation set depends on besides the model: a cached set is reused only if these match
+EVAL_KEYS = ("seed", "prompt_kind", "max_completion_tokens", "temperature", "soundfont", "renderer", "sample_rate",
+             "max_seconds", "max_beats", "reward_weights", "fallback_reward", "eval_batch")
+
+
+def evaluation_key(cfg: Config, model_dir: str | Path, scorer, n_prompts: int) -> dict:
+    """Everything an evaluation set is a function of: the model (its weights' sha256), the sampling,
+    rendering and reward settings, and the scorer (its backend and weights)."""
+    from .assets import resolve_base_model
+
+    model = resolve_base_model(str(model_dir)).provenance()
+    reward = scorer.describe()
+    return {"model_sha256": model["sha256"], "n_prompts": n_prompts, **{k: getattr(cfg, k) for k in EVAL_KEYS},
+            "reward_backend": reward["backend"], "reward_weights_file": reward.get("asset", {}).get("sha256")}
+
+
+def base_eval_dir(cfg: Config, key: dict) -> Path:
+    """The base model's evaluation is shared by the runs whose evaluation key matches (same base
+    model, completion length, reward ...): one folder per key."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return cfg.profile_dir / "eval" / f"base-{digest}"
+
+
+def evaluate_model(cfg: Config, model_dir: str | Path, out_dir: str | Path | None, scorer, pool: RenderPool | None = None,
                    n_prompts: int | None = None, progress: bool = True, force: bool = False) -> pd.DataFrame:
-    """Evaluation set of `model_dir` in out_dir (samples.parquet + midi/). Reused when present."""
-    out_dir = Path(out_dir)
-    table_path = out_dir / "samples.parquet"
-    if table_path.exists() and not force:
-        return pd.read_parquet(table_path)
+    """Evaluation set of `model_dir` in out_dir (samples.parquet + midi/ + info.json); out_dir None:
+    the base model's shared folder for this key. Reused only when its recorded key matches."""
     n = n_prompts or cfg.eval_prompts
+    key = evaluation_key(cfg, model_dir, scorer, n)
+    out_dir = Path(out_dir) if out_dir is not None else base_eval_dir(cfg, key)
+    table_path, info_path = out_dir / "samples.parquet", out_dir / "info.json"
+    if table_path.exists() and info_path.exists() and not force and json.loads(info_path.read_text()).get("key") == key:
+        return pd.read_parquet(table_path)
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)  # stale (another model, config or scorer) or partial: never a result
     prompts = evaluation_prompts(cfg, n)
     own_pool = pool is None
     pool = pool or RenderPool(RenderSettings.from_config(cfg), cfg.render_workers)
     try:
-        model = load_pretrained(model_dir, pick_device()).eval()
+        model = load_pretrained(model_dir, resolve_device(cfg.device)).eval()
         table, midis = sample_set(model, prompts, cfg, pool, scorer, cfg.seed, f"evaluate {out_dir.name}", progress)
     finally:
         if own_pool:
@@ -63,8 +93,13 @@ def evaluate_model(cfg: Config, model_dir: str | Path, out_dir: str | Path, scor
     table["midi_path"] = paths
     table["model"] = str(model_dir)
     table.to_parquet(table_path, index=False)
-    (out_dir / "info.json").write_text(json.dumps({"model": str(model_dir), "n_prompts": n,
-                                                   "reward": scorer.describe()}, indent=1))
+    from .features import features_table
+
+    # part of the evaluation, so the analysis steps only read it (and leave the folder as they found it)
+    features_table(table).to_parquet(out_dir / "features.parquet", index=False)
+    # written last: an evaluation counts only when its info (with the key) exists
+    info_path.write_text(json.dumps({"model": str(model_dir), "n_prompts": n, "key": key,
+                                     "reward": scorer.describe()}, indent=1))
     return table
 
 
@@ -78,11 +113,12 @@ def prompt_overlap(train_prompts: pd.Series, eval_table: pd.DataFrame) -> dict:
 
 
 def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scorer, pool: RenderPool,
-                    n_prompts: int = 4, progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True) -> pd.DataFrame:
     """Reward and diversity of a fixed sample set at step 0 (base) and every checkpoint of a run.
 
-    The set is n_prompts evaluation prompts x (diversity_samples / n_prompts) samples each, so
-    within- and between-prompt distances exist. Cached in <run>/eval/diversity.parquet."""
+    The set is up to 4 evaluation prompts x (diversity_samples / prompts) samples each (at least 2),
+    so within- and between-prompt distances exist. Cached in <run>/eval/diversity/sweep.parquet."""
+    n_prompts = max(1, min(4, cfg.diversity_samples // 2))
     from .diversity import diversity_report
     from .runs import RunDir
 
@@ -91,13 +127,13 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
     done = pd.read_parquet(cache) if cache.exists() else pd.DataFrame()
     per_prompt = max(2, cfg.diversity_samples // n_prompts)
     prompts = [p for p in evaluation_prompts(cfg, n_prompts) for _ in range(per_prompt)]
-    points = [(0, Path(base_model_dir))] + run.checkpoints()
+    points = [(0, Path(base_model_dir))] + [(s, f) for s, f in run.checkpoints() if s <= cfg.steps]
     rows = [] if done.empty else done.to_dict("records")
     seen = {r["step"] for r in rows}
     for step, folder in tqdm(points, desc=f"diversity {run.path.name}", disable=not progress):
         if step in seen:
             continue
-        model = load_pretrained(folder, pick_device()).eval()
+        model = load_pretrained(folder, resolve_device(cfg.device)).eval()
         table, midis = sample_set(model, prompts, cfg, pool, scorer, cfg.seed + 1, progress=False)
         tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
         report = diversity_report(tokens, midis, list(table["prompt"]))

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .model import autocast, pick_device
+from .runtime import autocast, resolve_device, use_bf16
 from .render import RenderPool, RenderSettings, save_wav
 from .reward import default_weights, load_scorer
 from .rollout import generate_and_score
@@ -147,9 +147,10 @@ class GRPOTrainer:
         from .model import load_pretrained
 
         self.cfg, self.run, self.dataset_ids = cfg, run, held_out_ids(cfg, dataset_ids)
-        self.device = device or pick_device()
+        self.device = device or resolve_device(cfg.device)
         self.base_model_dir = str(base_model_dir)
-        self.scorer = scorer or load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint)
+        self.scorer = scorer or load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, self.device,
+                                            use_bf16(cfg.precision, self.device))
         self.weights = cfg.reward_weights or default_weights(self.scorer)
         self._own_pool = pool is None
         self.pool = pool or RenderPool(RenderSettings.from_config(cfg), cfg.render_workers)
@@ -188,13 +189,13 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         prompt_ids, completions, mask = rollout.prompt_ids, rollout.completions, rollout.mask
         ref_logprobs = old_logprobs = None
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), autocast(self.device, cfg.precision):
             if self.ref is not None:
                 ref_logprobs = token_logprobs(self.ref, prompt_ids, completions, cfg.temperature)
             if cfg.num_iterations > 1:  # with one update pi_old == pi_theta: reuse the live pass
                 old_logprobs = token_logprobs(self.policy, prompt_ids, completions, cfg.temperature)
         for _ in range(cfg.num_iterations):
-            with autocast(self.device):
+            with autocast(self.device, cfg.precision):
                 logprobs, entropy = token_logprobs(self.policy, prompt_ids, completions, cfg.temperature,
                                                    with_entropy=True)
             loss, stats = grpo_loss(logprobs.float(), (old_logprobs if old_logprobs is not None else logprobs.detach()).float(),
@@ -269,16 +270,26 @@ class GRPOTrainer:
 def train(cfg: Config, run_name: str, base_model_dir: str | Path | None = None, scorer=None,
           pool: RenderPool | None = None, progress: bool = True, stop_after_step: int | None = None,
           dataset_ids=None) -> RunDir:
-    """Run (or resume) one named GRPO run; the CLI and notebook 01 both call this."""
+    """Run (or resume) one named GRPO run; the CLI and notebook 01 both call this.
+
+    A run folder that holds another config is refused with one line naming the differing keys
+    (finished or not); a run marked finished whose final checkpoint is missing is resumed from its
+    last complete checkpoint (per-step seeds make that exact), never presented as finished."""
     cfg = cfg.for_run(run_name)
     run = RunDir.for_run(cfg, run_name)
-    if run.finished:
+    run.check_config(cfg)
+    if run.is_complete(cfg):
         return run
+    run.reopen()
     base_model_dir = base_model_dir or cfg.base_model_source
     trainer = GRPOTrainer(cfg, run, base_model_dir, scorer, pool, dataset_ids)
     try:
+        from .assets import resolve_base_model
+        from .runtime import describe as describe_runtime
+
         run.write_start(cfg, trainer.scorer.describe(), base_model=str(base_model_dir),
-                        reward_weights=trainer.weights)
+                        base_model_asset=resolve_base_model(str(base_model_dir)).provenance(),
+                        reward_weights=trainer.weights, runtime=describe_runtime(trainer.device, cfg.precision))
         return trainer.train(progress, stop_after_step)
     finally:
         trainer.close()

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -22,19 +19,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, Phi3Config, Phi3ForCausalLM
 
+from .assets import resolve_base_model
 from .config import Config
+from .errors import AssetUnavailable
+from .runtime import autocast, resolve_device
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
 
 IGNORE_INDEX = -100
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, a no-op on CPU (fp32 there: CPU bf16 is slower and less exact)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def build_model(cfg: Config) -> Phi3ForCausalLM:
@@ -59,48 +50,35 @@ def n_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class OfflineError(RuntimeError):
-    pass
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    from huggingface_hub import constants
-
-    if os.environ.get("HF_HUB_OFFLINE") in {"1", "true", "True"}:
-        return False
-    host = urlparse(constants.ENDPOINT).hostname
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def load_pretrained(source: str | Path, device: torch.device | None = None) -> Phi3ForCausalLM:
-    """A local save_pretrained folder, or a Hub id (from the local HF cache first, then the Hub).
+    """A save_pretrained folder or a Hub id, resolved by smart_core.assets (explicit folder, the
+    $SMART_BASE_MODEL folder, the HF cache, the Hub), then loaded by transformers from that folder.
 
-    Offline and not cached, a Hub id fails within seconds with a message saying what to do.
-    """
-    path = Path(source)
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} has no config.json: not a save_pretrained model folder")
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    else:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True)
-        except OSError:
-            if not _hub_reachable():
-                raise OfflineError(
-                    f"base model {source!r} is neither a local folder nor in the Hugging Face cache, and the "
-                    "Hub cannot be reached. Download it on a connected machine "
-                    f"(huggingface-cli download {source}) and copy the folder here, then set "
-                    "base_model=/path/to/folder; or leave base_model empty to train our own."
-                ) from None
-            model = AutoModelForCausalLM.from_pretrained(str(source))
+    Offline and not cached, a Hub id fails within seconds with a message saying what to do."""
+    return load_resolved(resolve_base_model(str(source)), device)
+
+
+def load_resolved(asset, device: torch.device | None = None) -> Phi3ForCausalLM:
+    try:
+        model = AutoModelForCausalLM.from_pretrained(asset.path, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - safetensors' own error type derives from Exception only
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise AssetUnavailable(f"cannot load the model in {asset.path} ({type(err).__name__}: {first[:200]}); "
+                               "the folder is incomplete or corrupt: copy or download it again") from None
     if model.config.vocab_size != VOCAB_SIZE:
-        raise ValueError(f"{source}: vocabulary of {model.config.vocab_size} tokens, the paper tokenizer has {VOCAB_SIZE}")
-    return model.to(device or pick_device())
+        raise AssetUnavailable(f"{asset.repo_id or asset.path}: vocabulary of {model.config.vocab_size} tokens, "
+                               f"the paper tokenizer has {VOCAB_SIZE}")
+    return model.to(device or resolve_device())
+
+
+def model_card(model, asset) -> dict:
+    """What a base model is, for notebook 00 when it was not trained here: where it came from
+    (id, revision, path, sha256 of the weights) and its shape."""
+    c = model.config
+    return {**asset.provenance(), "architecture": type(model).__name__, "layers": c.num_hidden_layers,
+            "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size, "heads": c.num_attention_heads,
+            "kv_heads": c.num_key_value_heads, "vocab_size": c.vocab_size, "max_positions": c.max_position_embeddings,
+            "parameters": n_parameters(model)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,7 +130,7 @@ def pretrain(cfg: Config, corpus, out_dir: Path | None = None, progress: bool = 
     """
     out_dir = Path(out_dir or cfg.base_model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device()
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_pieces, val_pieces = corpus.tokens("train"), corpus.tokens("val")
@@ -168,7 +146,7 @@ def pretrain(cfg: Config, corpus, out_dir: Path | None = None, progress: bool = 
 
     def evaluate() -> float:
         model.eval()
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, cfg.precision):
             losses = [lm_loss(model, b.to(device)).item() for b in val_batches]
         model.train()
         return float(np.mean(losses))
@@ -181,7 +159,7 @@ def pretrain(cfg: Config, corpus, out_dir: Path | None = None, progress: bool = 
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = random_crops(train_pieces, cfg.pretrain_batch, cfg.crop_tokens, rng).to(device)
-        with autocast(device):
+        with autocast(device, cfg.precision):
             loss = lm_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -209,12 +187,13 @@ def pretrain(cfg: Config, corpus, out_dir: Path | None = None, progress: bool = 
     return hist
 
 
-def get_base_model(cfg: Config, corpus=None, force: bool = False, progress: bool = True) -> tuple[Phi3ForCausalLM, str]:
-    """The base model for cfg: loaded if cfg.base_model is set, else trained (or reused) here.
-
-    Returns (model, where it came from)."""
+def get_base_model(cfg: Config, corpus=None, force: bool = False, progress: bool = True):
+    """The base model for cfg: resolved and loaded if cfg.base_model is set, else trained (or reused)
+    here. Returns (model, ResolvedAsset)."""
+    device = resolve_device(cfg.device)
     if cfg.base_model:
-        return load_pretrained(cfg.base_model), cfg.base_model
+        asset = resolve_base_model(cfg.base_model)
+        return load_resolved(asset, device), asset
     out = cfg.base_model_dir
     stamp = out / "pretrain_config.json"
     wanted = {k: v for k, v in cfg.to_dict().items() if k.startswith(("pretrain_", "n_", "hidden", "intermediate",
@@ -226,4 +205,5 @@ def get_base_model(cfg: Config, corpus=None, force: bool = False, progress: bool
             corpus = build_corpus(cfg)
         pretrain(cfg, corpus, out, progress=progress)
         stamp.write_text(json.dumps(wanted, indent=1, sort_keys=True))
-    return load_pretrained(out), str(out)
+    asset = resolve_base_model(str(out))
+    return load_resolved(asset, device), asset

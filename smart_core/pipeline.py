@@ -1,8 +1,11 @@
 """`make reproduce`: the notebooks in order under papermill, skipping what is already done.
 
-A step is skipped when its executed notebook exists and a fingerprint of its inputs (notebook
-file, parameters, the smart_core sources) matches the one recorded in
-runs/<profile>/pipeline.json. A failing cell stops the pipeline, naming notebook and cell.
+A step is skipped when its executed notebook exists, a fingerprint of its code and parameters
+(notebook file, parameters, the smart_core sources) matches the one recorded in
+runs/<profile>/pipeline.json, and so does a digest of the artifacts it reads and writes (run
+folders, evaluations, the study's ratings, the corpus source folder: `artifact_paths`). A deleted
+evaluation or a new rating therefore re-runs the steps that depend on it. A failing cell stops the
+pipeline, naming notebook and cell.
 """
 
 from __future__ import annotations
@@ -48,6 +51,43 @@ def fingerprint(notebook: Path, params: dict, figures_dir: str | None) -> str:
     return h.hexdigest()
 
 
+def artifact_paths(cfg: Config, label: str) -> list[Path]:
+    """The files and folders a step reads or writes, whose state decides whether it must re-run."""
+    profile = cfg.profile_dir
+    runs = [profile / name for name in cfg.runs]
+    if label == "00_base_model":
+        paths = [Path(cfg.corpus_dir) / "manifest.json", cfg.base_model_dir, profile / "soundfonts.parquet"]
+        return paths + ([Path(cfg.corpus_source)] if cfg.corpus_source != "music21" else [])
+    if label.startswith("01_grpo_training-"):
+        return [profile / label.split("-", 1)[1], profile / "eval", cfg.base_model_dir]
+    if label in ("02_feature_analysis", "03_diversity_collapse"):
+        return [profile / "eval", *[r / "eval" for r in runs], *[r / "log" for r in runs], profile / "reward.json"]
+    if label == "04_listening_study":
+        return [profile / "study", profile / "smart" / "checkpoints"]
+    raise ValueError(f"unknown pipeline step {label!r}")
+
+
+def artifact_digest(paths: list[Path]) -> str:
+    """sha256 over (path, size, mtime) of every file under `paths` (absent paths count as absent).
+    A ratings database counts by its rows (count, last rating), not its file: SQLite's WAL files
+    come and go with readers while the ratings stay the same."""
+    from .ratings import ratings_state
+
+    h = hashlib.sha256()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.exists() else []
+        h.update(f"{root}:{'present' if root.exists() else 'absent'}".encode())
+        for f in files:
+            if f.name.endswith(("-wal", "-shm", "-journal")):
+                continue
+            if f.suffix == ".sqlite":
+                h.update(f"{f}:{ratings_state(f)}".encode())
+                continue
+            st = f.stat()
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
 class PipelineError(RuntimeError):
     pass
 
@@ -68,7 +108,10 @@ def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, 
         params = {**params, "figures_dir": figures_dir or str(Path("figures") / cfg.profile)}
         output = out_dir / f"{label}.ipynb"
         fp = fingerprint(nb_path, params, figures_dir)
-        if not force and output.exists() and manifest.get(label, {}).get("fingerprint") == fp:
+        recorded = manifest.get(label, {})
+        artifacts = artifact_paths(cfg, label)
+        if not force and output.exists() and recorded.get("fingerprint") == fp \
+                and recorded.get("artifacts") == artifact_digest(artifacts):
             print(f"[{i}/{len(plan)}] {label}: up to date, skipped", flush=True)
             report.append({"step": label, "status": "skipped", "seconds": 0.0})
             continue
@@ -81,7 +124,8 @@ def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, 
             raise PipelineError(f"{notebook} failed at cell {err.exec_count} ({err.ename}: {err.evalue}); "
                                 f"the executed notebook is {output}") from None
         seconds = time.time() - t0
-        manifest[label] = {"fingerprint": fp, "seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        manifest[label] = {"fingerprint": fp, "artifacts": artifact_digest(artifacts), "seconds": seconds,
+                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         manifest_path.write_text(json.dumps(manifest, indent=1))
         print(f"[{i}/{len(plan)}] {label}: done in {seconds:.0f} s", flush=True)
         report.append({"step": label, "status": "ran", "seconds": seconds})

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .midi import as_score  # noqa: E402
 from .runs import git_commit  # noqa: E402
 
 BASE_COLOR, TUNED_COLOR = "#4C72B0", "#DD8452"
@@ -21,7 +22,9 @@ sns.set_theme(style="whitegrid", context="paper")
 
 def stamp_text(profile: str, backend: str) -> str:
     label = "OFFLINE STAND-IN reward (not Audiobox)" if backend == "standin" else f"reward: {backend}"
-    return f"profile: {profile} | {label} | commit {git_commit()[:12]}"
+    commit = git_commit()  # "-dirty" when the tree had uncommitted changes: kept, never cut
+    short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    return f"profile: {profile} | {label} | commit {short}"
 
 
 def save_figure(fig, name: str, out_dir: str | Path, profile: str, backend: str) -> list[Path]:
@@ -49,9 +52,15 @@ def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, b
     return [csv, tex]
 
 
-def axis_label(axis: str) -> str:
-    return {"standin": "stand-in score (offline, not CE)", "CE": "CE (content enjoyment)", "CU": "CU (content usefulness)",
-            "PC": "PC (production complexity)", "PQ": "PQ (production quality)"}.get(axis, axis)
+def axis_label(axis: str, axis_info: dict | None = None) -> str:
+    """The scorer's own label for an axis (axis_info as recorded by reward.describe_scorer)."""
+    return (axis_info or {}).get(axis, {}).get("label", axis)
+
+
+def axis_bins(axis: str, axis_info: dict | None, n: int = 32) -> np.ndarray:
+    """n bins over the axis's recorded range (the paper's figure 3: 32 bins over 1-10)."""
+    low, high = (axis_info or {}).get(axis, {}).get("range", (1.0, 10.0))
+    return np.linspace(low, high, n + 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,8 +78,6 @@ def loss_curve(history: pd.DataFrame):
 
 
 def pianorolls(midis: list, titles: list[str], beats: int = 16):
-    from .render import as_score
-
     fig, axes = plt.subplots(1, len(midis), figsize=(3 * len(midis), 2.6), squeeze=False)
     for ax, midi, title in zip(axes[0], midis, titles):
         score = as_score(midi)
@@ -84,12 +91,13 @@ def pianorolls(midis: list, titles: list[str], beats: int = 16):
     return fig
 
 
-def reward_scatter(samples: pd.DataFrame, steps: pd.DataFrame, reward_axis: str, run_name: str):
+def reward_scatter(samples: pd.DataFrame, steps: pd.DataFrame, reward_axis: str, run_name: str,
+                   axis_info: dict | None = None):
     """Paper figure 2: the reward axis of every training sample vs iteration, with the mean."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.scatter(samples["step"], samples[reward_axis], s=4, alpha=0.35, color=BASE_COLOR, label="training samples")
     ax.plot(steps["step"], steps[f"{reward_axis}_mean"], color=TUNED_COLOR, lw=2, label="mean per step")
-    ax.set(xlabel="iteration", ylabel=axis_label(reward_axis), title=f"Reward of every training sample: {run_name}")
+    ax.set(xlabel="iteration", ylabel=axis_label(reward_axis, axis_info), title=f"Reward of every training sample: {run_name}")
     ax.legend(loc="lower right")
     return fig
 
@@ -112,14 +120,16 @@ def training_curves(steps: pd.DataFrame, run_name: str):
     return fig
 
 
-def axes_histograms(base: pd.DataFrame, tuned: pd.DataFrame, axes_names: list[str], labels=("base", "tuned")):
-    """Paper figure 3: reward-model axes, base vs tuned (32 bins over 1-10)."""
+def axes_histograms(base: pd.DataFrame, tuned: pd.DataFrame, axes_names: list[str], axis_info: dict | None = None,
+                    labels=("base", "tuned")):
+    """Paper figure 3: every scorer axis, base vs tuned (32 bins over the axis's range: 1-10 for
+    Audiobox's CE, CU, PC, PQ and the stand-in's total, 0-1 for the stand-in's parts)."""
     fig, axs = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 2.8), squeeze=False)
-    bins = np.linspace(1, 10, 33)
     for ax, axis in zip(axs[0], axes_names):
+        bins = axis_bins(axis, axis_info)
         for df, label, color in ((base, labels[0], BASE_COLOR), (tuned, labels[1], TUNED_COLOR)):
             ax.hist(df[axis], bins=bins, alpha=0.55, color=color, label=f"{label} (mean {df[axis].mean():.2f})")
-        ax.set(xlabel=axis_label(axis), ylabel="count")
+        ax.set(xlabel=axis_label(axis, axis_info), ylabel="count")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -151,16 +161,17 @@ def feature_histograms(base: pd.DataFrame, tuned: pd.DataFrame, base_pooled: dic
     return fig
 
 
-def diversity_panels(systems: dict[str, tuple[pd.DataFrame, np.ndarray, int, int]], reward_axis: str):
+def diversity_panels(systems: dict[str, tuple[pd.DataFrame, np.ndarray, int, int]], reward_axis: str,
+                     axis_info: dict | None = None):
     """Paper figure 5: per system, the reward histogram above the average piano roll."""
     from .diversity import FRAMES_PER_BEAT, LOW_PITCH
 
     fig, axs = plt.subplots(2, len(systems), figsize=(3.4 * len(systems), 5.2), squeeze=False,
                             gridspec_kw={"height_ratios": [1, 2]})
-    bins = np.linspace(1, 10, 33)
+    bins = axis_bins(reward_axis, axis_info)
     for col, (name, (table, roll, used, dropped)) in enumerate(systems.items()):
         axs[0, col].hist(table[reward_axis], bins=bins, color=TUNED_COLOR if col else BASE_COLOR)
-        axs[0, col].set(title=name, xlabel=axis_label(reward_axis))
+        axs[0, col].set(title=name, xlabel=axis_label(reward_axis, axis_info))
         axs[1, col].imshow(roll, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=max(roll.max(), 1e-6),
                            extent=(0, roll.shape[1] / FRAMES_PER_BEAT, LOW_PITCH - 0.5, LOW_PITCH + roll.shape[0] - 0.5))
         axs[1, col].set(xlabel=f"beat (n={used}, {dropped} shorter than 16 beats dropped)", ylabel="pitch" if col == 0 else "")

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import ctypes
+import dataclasses
 import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import symusic
 from tqdm.auto import tqdm
+
+from .errors import MissingInput
+from .midi import as_score
 
 # name -> (candidate paths, how to get it)
 SOUNDFONTS: dict[str, tuple[list[str], str]] = {
@@ -37,8 +40,8 @@ SOUNDFONTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-class SoundFontNotFound(FileNotFoundError):
-    pass
+class SoundFontNotFound(MissingInput):
+    """A SoundFont that is not installed, not a file, or that FluidSynth cannot load."""
 
 
 def resolve_soundfont(name_or_path: str) -> str:
@@ -71,25 +74,6 @@ def available_soundfonts() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------
 # MIDI -> timed note events
-
-
-def as_score(midi) -> symusic.Score:
-    """A path, MIDI bytes, a symusic Score or a pretty_midi object -> symusic Score (ticks)."""
-    if isinstance(midi, symusic.Score):
-        return midi if midi.ttype == symusic.TimeUnit.tick else midi.to("tick")
-    if isinstance(midi, (str, Path, bytes, bytearray)):
-        from .data import check_midi_structure
-
-        data = Path(midi).read_bytes() if isinstance(midi, (str, Path)) else bytes(midi)
-        check_midi_structure(data)  # raises BadMidi (a ValueError) before symusic sees a truncated file
-        return symusic.Score.from_midi(data)
-    if hasattr(midi, "write") and hasattr(midi, "instruments"):  # pretty_midi.PrettyMIDI
-        import io
-
-        buf = io.BytesIO()
-        midi.write(buf)
-        return symusic.Score.from_midi(buf.getvalue())
-    raise TypeError(f"cannot render a {type(midi).__name__}; pass a path, bytes, symusic Score or PrettyMIDI")
 
 
 def note_events(midi, max_beats: int = 100, max_seconds: float = 10.0) -> np.ndarray:
@@ -182,7 +166,8 @@ class FluidRenderer:
         sfid = self._anchor.sfload(self.path)
         if sfid < 0:
             self._anchor.delete()
-            raise SoundFontNotFound(f"FluidSynth could not load {self.path}")
+            raise SoundFontNotFound(f"FluidSynth cannot load the SoundFont {self.path}: the file is corrupt, truncated "
+                                    "or not a SoundFont; reinstall it or set soundfont= to another")
         self._sfont = fl.fluid_synth_get_sfont_by_id(self._anchor.synth, sfid)
 
     def _synth(self):
@@ -283,21 +268,32 @@ def make_renderer(backend: str, soundfont: str, sample_rate: int = 48_000):
     return RENDERERS[backend](soundfont, sample_rate)
 
 
+_CHECKED: set[tuple[str, str, int, int]] = set()
+
+
+def check_soundfont(backend: str, soundfont: str) -> str:
+    """Resolve the SoundFont and load it once in this process (cached per file), so a missing or
+    corrupt font is one clear error before any worker starts or any run folder is written."""
+    path = resolve_soundfont(soundfont)
+    st = os.stat(path)
+    key = (backend, path, st.st_size, st.st_mtime_ns)
+    if key not in _CHECKED:
+        make_renderer(backend, path)
+        _CHECKED.add(key)
+    return path
+
+
 def render_midi(midi, soundfont: str | None = None, sample_rate: int = 48_000, max_seconds: float = 10.0,
-                max_beats: int = 100) -> np.ndarray:
-    """Render one MIDI (path, symusic Score or PrettyMIDI) to float32 audio of shape (2, n)."""
-    renderer = _cached_renderer(soundfont or "fluidr3_gm", sample_rate)
-    return renderer.render(midi, max_seconds=max_seconds, max_beats=max_beats)
+                max_beats: int = 100, renderer: str = "fluidsynth") -> np.ndarray:
+    """Render one MIDI (path, bytes, symusic Score or PrettyMIDI) to float32 audio of shape (2, n),
+    with a renderer kept loaded in this process for later calls."""
+    key = (renderer, resolve_soundfont(soundfont or "fluidr3_gm"), sample_rate)
+    if key not in _LOADED_RENDERERS:
+        _LOADED_RENDERERS[key] = make_renderer(*key)
+    return _LOADED_RENDERERS[key].render(midi, max_seconds=max_seconds, max_beats=max_beats)
 
 
-_RENDERERS: dict[tuple[str, int], FluidRenderer] = {}
-
-
-def _cached_renderer(soundfont: str, sample_rate: int) -> FluidRenderer:
-    key = (resolve_soundfont(soundfont), sample_rate)
-    if key not in _RENDERERS:
-        _RENDERERS[key] = FluidRenderer(key[0], sample_rate)
-    return _RENDERERS[key]
+_LOADED_RENDERERS: dict[tuple[str, str, int], object] = {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,16 +309,36 @@ class RenderSettings:
     backend: str = "fluidsynth"
 
     @classmethod
-    def from_config(cls, cfg) -> "RenderSettings":
-        return cls(cfg.soundfont, cfg.sample_rate, cfg.max_seconds, cfg.max_beats, cfg.renderer)
+    def from_config(cls, cfg, **changes) -> "RenderSettings":
+        """The config's rendering fields (the one place they are read), with `changes` applied."""
+        settings = cls(cfg.soundfont, cfg.sample_rate, cfg.max_seconds, cfg.max_beats, cfg.renderer)
+        return dataclasses.replace(settings, **changes)
 
 
 _WORKER: tuple[object, RenderSettings] | None = None
 
 
-def _init_worker(settings: RenderSettings) -> None:
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """A daemon thread in each worker: exit as soon as the process that made the pool is gone. A
+    SIGKILLed trainer runs no clean-up, and its workers would otherwise wait on the pool's pipe."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _init_worker(settings: RenderSettings, parent_pid: int | None = None) -> None:
     global _WORKER
     from threadpoolctl import threadpool_limits
+
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
 
     # the pool already puts one worker on every core; a BLAS or OpenMP pool inside each (numpy's
     # matmul in a scorer, FluidSynth's loader) would oversubscribe them: measured 0.98 s vs 0.70 s
@@ -394,13 +410,13 @@ class RenderPool:
     """
 
     def __init__(self, settings: RenderSettings, workers: int = 0):
-        resolve_soundfont(settings.soundfont)  # fail here, not in a worker
+        check_soundfont(settings.backend, settings.soundfont)  # fail here, in one line, not in a worker
         self.settings = settings
         self.workers = workers or os.cpu_count() or 1
         self._pool = None
         if self.workers > 1:
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=_mp_context(),
-                                                initializer=_init_worker, initargs=(settings,))
+                                                initializer=_init_worker, initargs=(settings, os.getpid()))
         else:
             self._local = make_renderer(settings.backend, settings.soundfont, settings.sample_rate)
 

@@ -1,23 +1,25 @@
 """Audio -> aesthetic scores -> scalar reward.
 
-Two backends behind one interface (`Scorer.score(audios, sample_rate) -> DataFrame`):
+A scorer is anything with the `Scorer` protocol below (name, axes, primary axis, `score`), registered
+by name in `SCORERS`. Every table, figure, claim row and stamp takes its axis names from the scorer
+that made the run (`describe()`, saved with the run), never from a list elsewhere.
 
-* `AudioboxScorer`: Meta Audiobox Aesthetics (CE, CU, PC, PQ), loaded through the package's own
-  `initialize_predictor(ckpt=...)`, scored in batches of 10 s windows on the GPU when present.
+* `AudioboxScorer`: Meta Audiobox Aesthetics (CE, CU, PC, PQ), weights resolved by smart_core.assets
+  and loaded through the package's own loaders, scored in batches of 10 s windows.
 * `StandInScorer`: an offline, deterministic score computed from the waveform alone, for machines
   without the Audiobox weights. It is *not* Audiobox and never carries CE/CU/PC/PQ names.
 
-`load_scorer("auto")` picks Audiobox when its weights are available and otherwise the stand-in,
-with a loud warning. The backend used is recorded in every run's metadata.
+`load_scorer("auto")` picks Audiobox when its weights resolve without a network and otherwise the
+stand-in, with a loud warning. The backend used is recorded in every run's metadata.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -25,15 +27,42 @@ import torch
 
 log = logging.getLogger(__name__)
 
+from .assets import AUDIOBOX_ID, ResolvedAsset, audiobox_available_offline, resolve_audiobox
+from .errors import AssetUnavailable, ConfigError
+
 AUDIOBOX_AXES = ("CE", "CU", "PC", "PQ")
-AUDIOBOX_HF_ID = "facebook/audiobox-aesthetics"
 AUDIOBOX_SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 10
 STANDIN_AXES = ("standin", "standin_sustain", "standin_richness", "standin_activity")
 
 
-class ScorerUnavailable(RuntimeError):
-    pass
+@runtime_checkable
+class Scorer(Protocol):
+    """What the rest of the package needs from a reward model.
+
+    axes: every column `score` returns; primary_axis: the one the paper's reward uses (reward =
+    primary / 10 unless reward_weights says otherwise); axis_info: per axis a label and the (low, high)
+    range figures use; paper_axes: axes that are the paper's own quantities (claims about them are
+    tested); average_axes: the axes the SoundFont table averages, as the paper did (may be empty)."""
+
+    name: str
+    axes: tuple[str, ...]
+    primary_axis: str
+    axis_info: dict[str, tuple[str, tuple[float, float]]]
+    paper_axes: tuple[str, ...]
+    average_axes: tuple[str, ...]
+
+    def score(self, audios: list[np.ndarray], sample_rate: int) -> pd.DataFrame: ...
+
+    def describe(self) -> dict: ...
+
+
+def describe_scorer(scorer, **extra) -> dict:
+    """The record saved with every run: backend, axes and their labels and ranges, provenance."""
+    return {"backend": scorer.name, "axes": list(scorer.axes), "primary_axis": scorer.primary_axis,
+            "axis_info": {a: {"label": scorer.axis_info[a][0], "range": list(scorer.axis_info[a][1])}
+                          for a in scorer.axes},
+            "paper_axes": list(scorer.paper_axes), "average_axes": list(scorer.average_axes), **extra}
 
 
 def _resample_mono(audio: np.ndarray, sample_rate: int, target: int) -> np.ndarray:
@@ -74,6 +103,12 @@ class StandInScorer:
     name = "standin"
     axes = STANDIN_AXES
     primary_axis = "standin"
+    axis_info = {"standin": ("stand-in score (offline, not CE)", (1.0, 10.0)),
+                 "standin_sustain": ("stand-in part: sustain", (0.0, 1.0)),
+                 "standin_richness": ("stand-in part: richness", (0.0, 1.0)),
+                 "standin_activity": ("stand-in part: activity", (0.0, 1.0))}
+    paper_axes = ()    # nothing the paper measured
+    average_axes = ()  # a total and its parts: their average means nothing
     scores_in_render_workers = True  # numpy on one clip: cheaper next to the synth than shipping audio
     n_fft, hop = 1024, 512
     silence_dbfs = -45.0
@@ -118,34 +153,19 @@ class StandInScorer:
         return pd.DataFrame([self.score_one(a, sample_rate) for a in audios], columns=list(self.axes))
 
     def describe(self) -> dict:
-        return {"backend": self.name, "axes": list(self.axes)}
+        return describe_scorer(self)
 
 
 # ------------------------------------------------------------------------------------------------
 # Audiobox Aesthetics
 
 
-def find_audiobox_checkpoint(configured: str = "") -> str | None:
-    """A local Audiobox checkpoint: the config value, $SMART_AUDIOBOX_CKPT, or the HF cache."""
-    for candidate in (configured, os.environ.get("SMART_AUDIOBOX_CKPT", "")):
-        if candidate:
-            if not Path(candidate).is_file():
-                raise ScorerUnavailable(f"Audiobox checkpoint {candidate!r} does not exist")
-            return candidate
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(AUDIOBOX_HF_ID, "checkpoint.pt")
-        if isinstance(cached, str) and Path(cached).is_file():
-            return cached
-    except Exception:  # no cache folder at all
-        pass
-    return None
-
-
 class AudioboxScorer:
-    """Audiobox Aesthetics through the package's loader, with a batched, optionally bf16 forward.
+    """Audiobox Aesthetics through the package's loaders, with a batched, optionally bf16 forward.
 
+    Weights come resolved (smart_core.assets): the from_pretrained layout is loaded by the package's
+    default route, `AesMultiOutput.from_pretrained`, pointed at the resolved folder (so what is loaded
+    is what meta.json records); a legacy checkpoint.pt by `initialize_predictor(ckpt=...)`.
     The package's predictor scores one batch with the model's own `forward`; its `enable_autocast`
     flag is computed after `precision` became a torch dtype, so autocast never turns on (0.0.4).
     We set the flag ourselves when `autocast=True`.
@@ -154,13 +174,25 @@ class AudioboxScorer:
     name = "audiobox"
     axes = AUDIOBOX_AXES
     primary_axis = "CE"
+    axis_info = {"CE": ("CE (content enjoyment)", (1.0, 10.0)), "CU": ("CU (content usefulness)", (1.0, 10.0)),
+                 "PC": ("PC (production complexity)", (1.0, 10.0)), "PQ": ("PQ (production quality)", (1.0, 10.0))}
+    paper_axes = AUDIOBOX_AXES
+    average_axes = AUDIOBOX_AXES
 
-    def __init__(self, checkpoint: str, device: str | None = None, autocast: bool | None = None,
-                 batch_windows: int = 8):
+    def __init__(self, asset: ResolvedAsset | str, device: str | torch.device | None = None,
+                 autocast: bool | None = None, batch_windows: int = 8):
         import audiobox_aesthetics.infer as abx
 
-        self.checkpoint = checkpoint
-        self.predictor = abx.initialize_predictor(ckpt=checkpoint)
+        self.asset = asset if isinstance(asset, ResolvedAsset) else resolve_audiobox(str(asset))
+        self.checkpoint = str(self.asset.path)
+        try:
+            self.predictor = _load_predictor(abx, self.asset)
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, __import__("pickle").UnpicklingError) as err:
+            # the loaders' own messages run to many lines of advice that does not apply (torch suggests
+            # weights_only=False for a file that is simply not a checkpoint): the type is enough
+            raise AssetUnavailable(f"cannot read the Audiobox weights {self.asset.weights_file} "
+                                   f"({type(err).__name__}); the file is corrupt or not Audiobox Aesthetics: "
+                                   "download it again") from None
         self.device = torch.device(device) if device else self.predictor.device
         self.model = self.predictor.model.to(self.device).eval()
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
@@ -198,8 +230,34 @@ class AudioboxScorer:
         return pd.DataFrame(self.predictor.forward(batch), columns=list(self.axes))
 
     def describe(self) -> dict:
-        return {"backend": self.name, "axes": list(self.axes), "checkpoint": self.checkpoint,
-                "device": str(self.device), "autocast_bf16": self.autocast}
+        return describe_scorer(self, checkpoint=self.checkpoint, asset=self.asset.provenance(),
+                               device=str(self.device), autocast_bf16=self.autocast)
+
+
+def _folder_predictor(abx, folder: Path):
+    """The package's AesPredictor around `AesMultiOutput.from_pretrained(folder)`.
+
+    The package's default (`initialize_predictor()` with no checkpoint) calls
+    `AesMultiOutput.from_pretrained("facebook/audiobox-aesthetics")`, resolving the id through the cache
+    or the Hub once more; loading the folder we resolved (and recorded) keeps the two equal and never
+    touches the network. The rest repeats the package's setup_model (0.0.4) after its model is built."""
+    from audiobox_aesthetics.model.aes import AXES_NAME, AesMultiOutput, Normalize
+
+    class FolderPredictor(abx.AesPredictor):
+        def setup_model(self):
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.model = AesMultiOutput.from_pretrained(str(folder)).to(self.device).eval()
+            self.target_transform = {axis: Normalize(mean=self.model.target_transform[axis]["mean"],
+                                                     std=self.model.target_transform[axis]["std"])
+                                     for axis in AXES_NAME}
+
+    return FolderPredictor(checkpoint_pth=None, data_col="path")
+
+
+def _load_predictor(abx, asset: ResolvedAsset):
+    if asset.layout == "checkpoint.pt":
+        return abx.initialize_predictor(ckpt=str(asset.weights_file))
+    return _folder_predictor(abx, asset.path)
 
 
 def make_random_audiobox_checkpoint(path: str | Path, seed: int = 0) -> Path:
@@ -220,27 +278,50 @@ def make_random_audiobox_checkpoint(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
+def make_random_audiobox_repo(folder: str | Path, seed: int = 0) -> Path:
+    """The same random-weight Audiobox, saved by the package class's own `save_pretrained` (the
+    from_pretrained layout of facebook/audiobox-aesthetics: config.json + model.safetensors)."""
+    from audiobox_aesthetics.model.aes import AesMultiOutput
+
+    torch.manual_seed(seed)
+    model = AesMultiOutput(proj_num_layer=1, proj_ln=False, proj_act_fn="gelu", proj_dropout=0.0, nth_layer=13,
+                           use_weighted_layer_sum=True, precision="32", normalize_embed=True, output_dim=1,
+                           target_transform={axis: {"mean": 5.5, "std": 1.5} for axis in AUDIOBOX_AXES})
+    model.save_pretrained(str(folder))
+    return Path(folder)
+
+
 # ------------------------------------------------------------------------------------------------
 
 
-def load_scorer(backend: str = "auto", checkpoint: str = "", device: str | None = None, autocast: bool | None = None):
-    """`audiobox`, `standin`, or `auto` (Audiobox when weights are found, else the stand-in)."""
-    if backend == "standin":
-        return StandInScorer()
-    if backend not in {"auto", "audiobox"}:
-        raise ValueError(f"unknown reward backend {backend!r}; use auto, audiobox or standin")
-    ckpt = find_audiobox_checkpoint(checkpoint)
-    if ckpt is None:
-        if backend == "audiobox":
-            raise ScorerUnavailable(
-                "Audiobox Aesthetics weights not found. Download checkpoint.pt from the Hugging Face repo "
-                f"{AUDIOBOX_HF_ID} on a connected machine, then set audiobox_checkpoint=/path/to/checkpoint.pt "
-                "(or export SMART_AUDIOBOX_CKPT=/path/to/checkpoint.pt). To run without it use reward_backend=standin.")
-        warnings.warn("\n" + "!" * 78 + "\nAudiobox Aesthetics weights not found: using the OFFLINE STAND-IN reward "
-                      "(smart_core.reward.StandInScorer).\nIts scores are not CE/CU/PC/PQ. Set audiobox_checkpoint "
-                      "or $SMART_AUDIOBOX_CKPT for the real reward.\n" + "!" * 78, stacklevel=2)
-        return StandInScorer()
-    return AudioboxScorer(ckpt, device=device, autocast=autocast)
+def _load_audiobox(checkpoint: str = "", device=None, autocast: bool | None = None) -> AudioboxScorer:
+    return AudioboxScorer(resolve_audiobox(checkpoint), device=device, autocast=autocast)
+
+
+def _load_standin(checkpoint: str = "", device=None, autocast: bool | None = None) -> StandInScorer:
+    return StandInScorer()
+
+
+# name -> loader(checkpoint, device, autocast); config.CHOICES["reward_backend"] is these plus "auto"
+SCORERS = {"audiobox": _load_audiobox, "standin": _load_standin}
+
+
+def load_scorer(backend: str = "auto", checkpoint: str = "", device=None, autocast: bool | None = None):
+    """A registered scorer by name, or `auto`: Audiobox when its weights resolve without a network
+    (an explicit path, or the Hugging Face cache), else the stand-in with a loud warning."""
+    if backend == "auto":
+        if audiobox_available_offline(checkpoint):
+            backend = "audiobox"
+        else:
+            warnings.warn("\n" + "!" * 78 + "\nAudiobox Aesthetics weights not found (no audiobox_checkpoint, no "
+                          f"$SMART_AUDIOBOX_CKPT, no {AUDIOBOX_ID} with weights in the Hugging Face cache): using "
+                          "the OFFLINE STAND-IN reward (smart_core.reward.StandInScorer).\nIts scores are not "
+                          "CE/CU/PC/PQ. Set audiobox_checkpoint, or reward_backend=audiobox to download it.\n"
+                          + "!" * 78, stacklevel=2)
+            backend = "standin"
+    if backend not in SCORERS:
+        raise ConfigError(f"unknown reward backend {backend!r}; use auto or one of {', '.join(SCORERS)}")
+    return SCORERS[backend](checkpoint, device, autocast)
 
 
 def default_weights(scorer) -> dict[str, float]:

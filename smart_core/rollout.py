@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .model import autocast
+from .midi import n_notes
+from .runtime import autocast
 from .render import RenderPool
 from .reward import scalar_reward
 from .sampling import sample
-from .tokenizer import EOS_ID, Prompt, ids_to_score, n_notes
+from .tokenizer import EOS_ID, Prompt, ids_to_score
 
 
 @dataclass
@@ -67,7 +68,7 @@ def generate_and_score(model, prompts: list[Prompt], cfg, pool: RenderPool, scor
     prompt_ids = torch.tensor([p.ids for p in prompts], dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
-    with autocast(device):
+    with autocast(device, cfg.precision):
         completions, mask = sample(model, prompt_ids, cfg.max_completion_tokens, cfg.temperature, generator)
     model.train(was_training)
     if device.type == "cuda":

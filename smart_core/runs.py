@@ -17,6 +17,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Config
+from .errors import RunMismatch, UserError
+
+CHECKPOINT_RE = re.compile(r"step-(\d{6,})")
+
+
+class IncompleteRun(UserError):
+    """A run whose final checkpoint (or evaluation) is missing."""
 
 TRACKED_PACKAGES = ("torch", "transformers", "miditok", "symusic", "pyfluidsynth", "audiobox-aesthetics", "muspy",
                     "numpy", "pandas", "scipy", "statsmodels", "papermill", "trl")
@@ -59,7 +67,7 @@ def run_metadata(cfg: Config, reward: dict | None = None, **extra) -> dict:
         "profile": cfg.profile, "seed": cfg.seed, "git_commit": git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "platform": platform.platform(),
-        "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cuda_available": torch.cuda.is_available(),
         "torch_threads": torch.get_num_threads(), "packages": package_versions(),
         "reward": reward or {}, **extra,
     }
@@ -77,17 +85,29 @@ class RunDir:
         return cls(cfg.profile_dir / name)
 
     # -- metadata --------------------------------------------------------------------------------
+    def check_config(self, cfg: Config) -> None:
+        """Refuse, in one line naming the differing keys, a config other than the stored one. A run
+        that never logged a step holds nothing worth keeping: its folder is cleared instead."""
+        cfg_path = self.path / "config.json"
+        if not cfg_path.exists():
+            return
+        diff = Config.load(cfg_path).differences(cfg)
+        if not diff:
+            return
+        if self.steps().empty and not self.checkpoints():
+            shutil.rmtree(self.path)
+            return
+        keys = ", ".join(f"{k} (stored {old!r}, asked {new!r})" for k, (old, new) in list(diff.items())[:6])
+        more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+        raise RunMismatch(f"run {self.path} exists with a different config: {keys}{more}; "
+                          "use another run name (--run NAME) or delete that folder")
+
     def write_start(self, cfg: Config, reward: dict, **extra) -> None:
-        """Store config and metadata; on resume, refuse a config that differs from the stored one."""
+        """Store config and metadata (check_config has refused a differing config before)."""
+        self.check_config(cfg)
         self.path.mkdir(parents=True, exist_ok=True)
         cfg_path = self.path / "config.json"
-        if cfg_path.exists():
-            stored = json.loads(cfg_path.read_text())
-            diff = {k: (stored.get(k), v) for k, v in cfg.to_dict().items() if stored.get(k) != v}
-            if diff:
-                raise ValueError(f"run {self.path} exists with a different config {diff}; "
-                                 "use another run name or delete the folder")
-        else:
+        if not cfg_path.exists():
             cfg.save(cfg_path)
         meta_path = self.path / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else run_metadata(cfg, reward, **extra)
@@ -132,11 +152,12 @@ class RunDir:
         """Forget everything logged after `step` (before resuming from that step's checkpoint)."""
         for kind in ("steps", "samples"):
             for f in (self.path / "log").glob(f"{kind}-*.parquet"):
-                if int(f.stem.split("-")[1]) > step:
+                if int(f.stem.split("-")[1].split(".")[0]) > step:
                     f.unlink()
         for folder in ("midi", "audio"):
             for d in (self.path / folder).glob("step-*"):
-                if int(d.name.split("-")[1]) > step:
+                match = CHECKPOINT_RE.fullmatch(d.name)
+                if match is None or int(match.group(1)) > step:
                     shutil.rmtree(d)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -144,20 +165,77 @@ class RunDir:
         return self.path / "checkpoints" / f"step-{step:06d}"
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """Complete checkpoints (trainer_state.pt is written last), oldest first."""
+        """Complete checkpoints (trainer_state.pt is written last, then the folder is renamed from
+        step-N.tmp), oldest first. Leftovers of a write that was killed are removed."""
         found = []
         for d in sorted((self.path / "checkpoints").glob("step-*")):
+            match = CHECKPOINT_RE.fullmatch(d.name)
+            if match is None:
+                if d.name.endswith(".tmp") and d.is_dir():
+                    shutil.rmtree(d, ignore_errors=True)  # a half-written checkpoint: never a result
+                continue
             if (d / "trainer_state.pt").exists():
-                found.append((int(d.name.split("-")[1]), d))
+                found.append((int(match.group(1)), d))
         return found
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         found = self.checkpoints()
         return found[-1] if found else None
 
+    def final_checkpoint(self, cfg: Config | None = None) -> Path:
+        """The checkpoint of the run's last step; an error (never an earlier one) if it is missing."""
+        steps = (cfg or self.config).steps
+        for step, folder in self.checkpoints():
+            if step == steps:
+                return folder
+        raise IncompleteRun(f"run {self.path} has no final checkpoint (step {steps}); "
+                            f"train it first: python -m smart_core train --run {self.path.name}")
+
     @property
     def finished(self) -> bool:
         return (self.path / "FINISHED").exists()
 
+    def is_complete(self, cfg: Config) -> bool:
+        """FINISHED and its final checkpoint present (a deleted checkpoint makes it incomplete)."""
+        if not self.finished:
+            return False
+        try:
+            self.final_checkpoint(cfg)
+            return True
+        except IncompleteRun:
+            return False
+
+    def reopen(self) -> None:
+        """Drop a FINISHED mark that no longer holds (the trainer resumes from the last checkpoint)."""
+        (self.path / "FINISHED").unlink(missing_ok=True)
+
     def eval_dir(self, name: str) -> Path:
         return self.path / "eval" / name
+
+
+def clean_runs(runs_dir: str | Path = "runs", delete_ratings: bool = False) -> list[Path]:
+    """Delete runs_dir, except listening studies whose database holds ratings: people's ratings are
+    not a cache (the study folder is kept whole, since ratings mean nothing without its key).
+    Returns the kept study folders."""
+    from .ratings import ratings_state
+
+    root = Path(runs_dir)
+    if not root.exists():
+        print(f"nothing to delete: {root} does not exist")
+        return []
+    kept = []
+    for db in sorted(root.glob("*/study/private/ratings.sqlite")):
+        state = ratings_state(db)
+        n = state[0] if isinstance(state[0], int) else 1  # unreadable: keep it rather than guess
+        if n and not delete_ratings:
+            kept.append(db.parent.parent)
+            print(f"kept {db.parent.parent} ({n} ratings; --delete-ratings deletes it too)")
+    for child in root.iterdir():
+        study = child / "study"
+        for entry in (child.iterdir() if study in kept else [child]):
+            if entry != study:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    if not kept:
+        root.rmdir()
+    print(f"deleted {root}" + (f" except {len(kept)} listening stud{'y' if len(kept) == 1 else 'ies'}" if kept else ""))
+    return kept

@@ -3,6 +3,7 @@ reuses finished artifacts, so re-running a notebook or `make reproduce` redoes n
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -12,88 +13,119 @@ import torch
 
 from .config import Config
 from .data import build_corpus
-from .model import get_base_model, pick_device
+from .model import get_base_model, model_card
 from .render import RenderPool, RenderSettings, available_soundfonts
 from .reward import default_weights, load_scorer
 from .runs import RunDir
+from .runtime import resolve_device, use_bf16
 
 
 def scorer_for(cfg: Config):
-    """The configured scorer; what it is goes to runs/<profile>/reward.json for figure stamps."""
-    import json
-
+    """The configured scorer on the configured device; what it is (backend, axes, weights' provenance)
+    goes to runs/<profile>/reward.json, from which every figure and table takes its axes and stamp."""
+    device = resolve_device(cfg.device)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint)
+        scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
     cfg.profile_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.profile_dir / "reward.json").write_text(json.dumps(scorer.describe(), indent=1))
+    record, text = cfg.profile_dir / "reward.json", json.dumps(scorer.describe(), indent=1)
+    if not record.exists() or record.read_text() != text:  # unchanged: untouched (the pipeline digests it)
+        record.write_text(text)
     return scorer
 
 
-def unconditional_samples(cfg: Config, model, n: int = 32, pool: RenderPool | None = None) -> pd.DataFrame:
-    """n samples from [BOS] alone, decoded; saved with MIDI beside the base model."""
+def _cached(path: Path, key: dict):
+    """The parquet at path if its sidecar key matches `key`, else None (stale or partial)."""
+    sidecar = path.with_suffix(".json")
+    if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key:
+        return pd.read_parquet(path)
+    return None
+
+
+def _store(table: pd.DataFrame, path: Path, key: dict) -> pd.DataFrame:
+    table.to_parquet(path, index=False)
+    path.with_suffix(".json").write_text(json.dumps({"key": key}, indent=1))  # last: marks it complete
+    return table
+
+
+def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: RenderPool | None = None) -> pd.DataFrame:
+    """cfg.unconditional_samples samples from [BOS] alone, decoded, rendered and scored with the run's
+    scorer; saved with MIDI in runs/<profile>/base_model/samples/."""
     from .rollout import generate_and_score
     from .tokenizer import BOS_ID, Prompt
 
+    n = cfg.unconditional_samples
     path = cfg.base_model_dir / "unconditional_samples.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    scorer = load_scorer("standin")
+    key = {"model_sha256": model_sha256, "n": n, "seed": cfg.seed, "reward": scorer.describe().get("asset", scorer.name),
+           **{k: getattr(cfg, k) for k in ("max_completion_tokens", "temperature", "soundfont", "max_seconds")}}
+    cached = _cached(path, key)
+    if cached is not None:
+        return cached
     own = pool is None
     pool = pool or RenderPool(RenderSettings.from_config(cfg), cfg.render_workers)
     try:
-        gen = torch.Generator(device=pick_device()).manual_seed(cfg.seed)
+        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
         ro = generate_and_score(model.eval(), [Prompt((BOS_ID,), "unconditional")] * n, cfg, pool, scorer,
-                                default_weights(scorer), gen, keep_audio=False)
+                                cfg.reward_weights or default_weights(scorer), gen, keep_audio=False)
     finally:
         if own:
             pool.close()
     table = ro.table()
     folder = cfg.base_model_dir / "samples"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     table["midi_path"] = [str(folder / f"{i:03d}.mid") for i in range(n)]
     for p, data in zip(table["midi_path"], ro.midi):
         Path(p).write_bytes(data)
-    table.to_parquet(path, index=False)
-    return table
+    return _store(table, path, key)
 
 
-def soundfont_table(cfg: Config, corpus, scorer, n_pieces: int = 10) -> pd.DataFrame:
-    """The paper's SoundFont table: n corpus pieces (cropped to 100 beats, 10 s) rendered with
-    every available SoundFont, mean score per axis and their average."""
-    path = cfg.profile_dir / "soundfonts.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    pieces = (corpus.paths("test") + corpus.paths("val") + corpus.paths("train"))[:n_pieces]
-    rows = []
+def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
+    """The paper's SoundFont table: cfg.soundfont_pieces corpus pieces (cropped to the paper's 100 beats
+    and 10 s) rendered with every available SoundFont; the mean of every scorer axis, and the mean of
+    the scorer's `average_axes` as the paper's "average" column (Audiobox: CE, CU, PC, PQ)."""
+    pieces = (corpus.paths("test") + corpus.paths("val") + corpus.paths("train"))[:cfg.soundfont_pieces]
     fonts = available_soundfonts() if cfg.compare_soundfonts else {cfg.soundfont: cfg.soundfont}
+    path = cfg.profile_dir / "soundfonts.parquet"
+    key = {"pieces": [p.name for p in pieces], "fonts": sorted(fonts), "reward": scorer.describe().get("asset", scorer.name),
+           "sample_rate": cfg.sample_rate, "renderer": cfg.renderer}
+    cached = _cached(path, key)
+    if cached is not None:
+        return cached
+    rows = []
     for name in fonts:
-        with RenderPool(RenderSettings(name, cfg.sample_rate, 10.0, 100), cfg.render_workers) as pool:
+        settings = RenderSettings.from_config(cfg, soundfont=name, max_seconds=PAPER_CLIP_SECONDS, max_beats=PAPER_MAX_BEATS)
+        with RenderPool(settings, cfg.render_workers) as pool:
             audio = pool.render(pieces)
         scores = scorer.score(audio, cfg.sample_rate)
-        axes = [a for a in scorer.axes if a in ("CE", "CU", "PC", "PQ", "standin")]
-        row = {"soundfont": name, "pieces": len(pieces), **{a: float(scores[a].mean()) for a in axes}}
-        if len(axes) > 1:
-            row["average"] = float(np.mean([row[a] for a in axes]))
+        row = {"soundfont": name, "pieces": len(pieces), **{a: float(scores[a].mean()) for a in scorer.axes}}
+        if scorer.average_axes:
+            row["average"] = float(np.mean([row[a] for a in scorer.average_axes]))
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table.to_parquet(path, index=False)
-    return table
+    return _store(pd.DataFrame(rows), path, key)
+
+
+# the paper's rendering of corpus pieces for the SoundFont table (its code: 100 beats, 10 s)
+PAPER_MAX_BEATS, PAPER_CLIP_SECONDS = 100, 10.0
 
 
 def base_model_stage(cfg: Config, progress: bool = True) -> dict:
+    """Corpus, base model (trained here, or resolved from a folder or the Hub), its model card,
+    unconditional samples and the SoundFont table, all scored with the run's scorer."""
     corpus = build_corpus(cfg)
-    model, source = get_base_model(cfg, corpus, progress=progress)
-    samples = unconditional_samples(cfg, model)
+    model, asset = get_base_model(cfg, corpus, progress=progress)
+    card = model_card(model, asset)
+    cfg.base_model_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.base_model_dir / "model_card.json").write_text(json.dumps(card, indent=1))
     scorer = scorer_for(cfg)
-    fonts = soundfont_table(cfg, corpus, scorer, n_pieces=10 if cfg.profile != "tiny" else 3)
-    return {"corpus": corpus, "model_source": source, "samples": samples, "soundfonts": fonts,
-            "scorer": scorer.describe()}
+    samples = unconditional_samples(cfg, model, card["sha256"], scorer)
+    fonts = soundfont_table(cfg, corpus, scorer)
+    return {"corpus": corpus, "model_source": asset.repo_id or str(asset.path), "model_card": card,
+            "samples": samples, "soundfonts": fonts, "scorer": scorer.describe()}
 
 
 def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
     """Train (or resume) one named run, then evaluate base and tuned models and sweep diversity."""
-    from .evaluate import diversity_sweep, evaluate_model, prompt_overlap
+    from .evaluate import base_eval_dir, diversity_sweep, evaluate_model, evaluation_key, prompt_overlap
     from .grpo import train
 
     scorer = scorer_for(cfg)
@@ -101,24 +133,26 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
     base_dir = cfg.base_model_source
     with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
         run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
-        base_eval = evaluate_model(cfg, base_dir, cfg.profile_dir / "eval" / "base", scorer, pool, progress=progress)
-        final = run.checkpoints()[-1][1]
-        tuned_eval = evaluate_model(cfg, final, run.eval_dir("final"), scorer, pool, progress=progress)
+        base_eval = evaluate_model(cfg, base_dir, None, scorer, pool, progress=progress)
+        tuned_eval = evaluate_model(cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
+                                    progress=progress)
         sweep = diversity_sweep(run_cfg, run.path, base_dir, scorer, pool, progress=progress)
     overlap = prompt_overlap(run.samples()["prompt"], tuned_eval)
-    run.update_meta(eval_prompt_overlap=overlap)
+    base_eval_folder = base_eval_dir(cfg, evaluation_key(cfg, base_dir, scorer, cfg.eval_prompts))
+    run.update_meta(eval_prompt_overlap=overlap, base_eval_dir=str(base_eval_folder))
     return {"run": run, "base_eval": base_eval, "tuned_eval": tuned_eval, "sweep": sweep, "overlap": overlap}
 
 
 def listening_stage(cfg: Config, simulation: dict | None = None, progress: bool = True) -> dict:
     """Stimuli for base vs the tuned ('smart') model, then real ratings if the study has any,
     otherwise a simulated study (clearly marked) from `simulation` parameters."""
-    from .listening import SimulatedStudy, export_ratings, make_stimuli
+    from .listening import SimulatedStudy, make_stimuli
+    from .ratings import export_ratings, write_spreadsheet_safe_csv
 
     study = cfg.profile_dir / "study"
     key_path = study / "private" / "key.csv"
     if not key_path.exists():
-        final = RunDir.for_run(cfg, "smart").checkpoints()[-1][1]
+        final = RunDir.for_run(cfg, "smart").final_checkpoint(cfg.for_run("smart"))
         make_stimuli(cfg, {"base": cfg.base_model_source, "tuned": final}, study, scorer_for(cfg),
                      max_attempts=cfg.listening_max_attempts, progress=progress)
     key = pd.read_csv(key_path)
@@ -129,5 +163,5 @@ def listening_stage(cfg: Config, simulation: dict | None = None, progress: bool 
         ratings = SimulatedStudy(**params).draw()
     else:
         ratings = real
-    ratings.assign(simulated=simulated).to_csv(study / "ratings_used.csv", index=False)
+    write_spreadsheet_safe_csv(ratings.assign(simulated=simulated), study / "ratings_used.csv")
     return {"key": key, "ratings": ratings, "simulated": simulated, "study_dir": study}

@@ -44,3 +44,33 @@ def test_save_load_roundtrip(tmp_path):
     cfg.save(tmp_path / "c.json")
     assert Config.load(tmp_path / "c.json") == cfg
     assert json.loads((tmp_path / "c.json").read_text())["profile"] == "small"
+
+
+def test_overrides_are_type_and_range_checked_before_any_work():
+    from smart_core.errors import ConfigError
+
+    cfg = Config.from_profile("tiny")
+    for pair, message in [("beta=abc", "expected a number"), ("steps=abc", "expected an integer"),
+                          ("checkpoint_every=0", "at least 1"), ("group_size=1", "at least 2"),
+                          ("loss_type=ppo", "use one of grpo"), ("device=gpu", "cuda:N"),
+                          ("reward_weights=3", "JSON object"), ("temperature=0", "greater than 0")]:
+        with pytest.raises(ConfigError, match=message):
+            cfg.with_cli_overrides([pair])
+    assert cfg.with_cli_overrides(["base_model=123"]).base_model == "123"  # text fields keep the text
+    assert cfg.with_cli_overrides(["lr=1"]).lr == 1.0 and isinstance(cfg.with_cli_overrides(["lr=1"]).lr, float)
+
+
+def test_the_scorer_registry_and_the_config_choices_agree():
+    from smart_core.config import CHOICES
+    from smart_core.reward import SCORERS
+
+    assert set(CHOICES["reward_backend"]) == {"auto", *SCORERS}
+
+
+def test_a_user_error_is_one_line_on_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "smart_core", "train", "--profile", "tiny", "steps=abc"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip() == "error: steps='abc': expected an integer"

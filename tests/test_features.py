@@ -57,3 +57,26 @@ def test_features_table_joins_axes(fixtures):
                             "CE": [6.0, 2.0]})
     table = features_table(samples)
     assert list(table["n_notes"]) == [8, 0] and list(table["CE"]) == [6.0, 2.0]
+
+
+def test_rate_metrics_against_values_worked_out_by_hand():
+    """MusPy's definitions, applied by hand to a piece built here (480 ticks per beat, 4 beats):
+    a C-E-G chord lasting an eighth, nothing in beat 1, D on beat 2, F#-A on beat 3."""
+    score = symusic.Score(480)
+    track = symusic.Track(program=0)
+    for time, duration, pitch in [(0, 240, 60), (0, 240, 64), (0, 240, 67), (960, 480, 62), (1440, 480, 66),
+                                  (1440, 480, 69)]:
+        track.notes.append(symusic.Note(time, duration, pitch, 80))
+    score.tracks.append(track)
+    score.tempos.append(symusic.Tempo(0, 120.0))
+    f = midi_features(score)
+    # polyphony: pitches sounding, averaged over the steps where any sounds: (3*240 + 1*480 + 2*480) / 1200
+    assert f["polyphony"] == pytest.approx(2160 / 1200)
+    # polyphony rate: steps with more than 2 pitches (MusPy's threshold) over all 1920 steps
+    assert f["polyphony_rate"] == pytest.approx(240 / 1920)
+    # empty beats: a note covers its start beat through the beat its end falls in, of 1920 // 480 + 1 = 5
+    # beats; only beat 1 is empty
+    assert f["empty_beat_rate"] == pytest.approx(1 / 5)
+    # six different pitch classes, once each; all six lie in G major
+    assert f["pitch_class_entropy"] == pytest.approx(math.log2(6)) and f["scale_consistency"] == 1.0
+    assert (f["n_notes"], f["pitch_range"]) == (6, 9)

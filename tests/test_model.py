@@ -5,9 +5,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from smart_core.model import (OfflineError, build_model, load_pretrained, lm_loss, random_crops, unigram_loss)
+from smart_core.midi import n_notes
+from smart_core.errors import AssetUnavailable
+from smart_core.model import (build_model, load_pretrained, lm_loss, random_crops, unigram_loss)
 from smart_core.sampling import sample
-from smart_core.tokenizer import BOS_ID, PAD_ID, ids_to_score, n_notes
+from smart_core.tokenizer import BOS_ID, PAD_ID, ids_to_score
 
 
 def test_pad_is_masked_out_of_the_loss(tiny_cfg):
@@ -51,15 +53,19 @@ def test_unigram_baseline_is_the_entropy_of_a_constant_stream():
     evaluation = torch.tensor([[1, 5, 5, 6, 0]])
     value = unigram_loss(train, evaluation)
     assert 0 < value < np.log(413)
+    # add-one smoothing: token 5 has 3 + 1 of 417 counts, token 6 has 1 + 1; the targets are 5, 5, 6
+    # (the first token is never a target, PAD never is)
+    assert value == pytest.approx(-(2 * np.log(4 / 417) + np.log(2 / 417)) / 3)
 
 
 def test_missing_local_model_and_offline_hub_fail_fast(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(AssetUnavailable, match="config.json"):
         load_pretrained(tmp_path / "empty")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     start = time.time()
-    with pytest.raises(OfflineError, match="lucacasini/metamidipianophi3_4L"):
+    with pytest.raises(AssetUnavailable, match="lucacasini/metamidipianophi3_4L"):
         load_pretrained("lucacasini/metamidipianophi3_4L")
     assert time.time() - start < 15

@@ -1,13 +1,16 @@
 """The whole pipeline on the tiny profile through papermill: every notebook, in order."""
 
+import json
 import re
+import shutil
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from smart_core.pipeline import reproduce, steps
+from smart_core.pipeline import artifact_digest, artifact_paths, reproduce, steps
+from smart_core.report import make_all
 
 EXPECTED_FIGURES = [
     "base_model_loss", "base_model_samples", "soundfont_table", "fig2_reward_scatter_smart", "training_curves_smart",
@@ -45,6 +48,15 @@ def test_tiny_pipeline_runs_every_notebook_and_writes_every_figure(tiny_cfg, tin
     start = time.time()
     again = reproduce(tiny_cfg, figures_dir=str(figures), log_output=False)
     assert all(r["status"] == "skipped" for r in again) and time.time() - start < 10
+    # a deleted evaluation is never presented: the steps reading it are due again, and make figures
+    # drops the tables it can no longer make instead of leaving the old ones behind
+    manifest = json.loads((tiny_cfg.profile_dir / "pipeline.json").read_text())
+    shutil.rmtree(tiny_cfg.profile_dir / "smart" / "eval")
+    for label in ("01_grpo_training-smart", "02_feature_analysis", "03_diversity_collapse"):
+        assert artifact_digest(artifact_paths(tiny_cfg, label)) != manifest[label]["artifacts"], label
+    made = make_all(tiny_cfg, figures)
+    assert "features" not in made and "training:smart" in made
+    assert not (figures / "claims.csv").exists() and (figures / "fig2_reward_scatter_smart.png").exists()
 
 
 def test_paper_sources_only_include_what_make_figures_produces():

@@ -169,8 +169,57 @@ def test_tinysoundfont_backend_gives_the_same_notes_at_the_same_times(fixtures):
 
 
 def test_corrupted_midi_is_a_clear_error(renderer, fixtures):
-    from smart_core.data import BadMidi
+    from smart_core.midi import BadMidi
 
     for name in ("corrupted", "not_midi", "empty"):
         with pytest.raises(BadMidi, match="unparseable"):
             renderer.render(fixtures / f"{name}.mid")
+
+
+def test_a_corrupt_soundfont_is_one_error_before_any_worker_starts(tmp_path):
+    from smart_core.render import RenderPool, RenderSettings
+
+    bad = tmp_path / "broken.sf2"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00sfbk" + b"\x00" * 64)
+    with pytest.raises(SoundFontNotFound, match="corrupt, truncated or not a SoundFont") as err:
+        RenderPool(RenderSettings(str(bad)), workers=2)
+    assert "\n" not in str(err.value)
+
+
+def test_render_workers_exit_when_their_trainer_is_killed(tmp_path, fixtures):
+    """A SIGKILLed parent runs no clean-up; its workers notice within about a second and exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from smart_core.render import RenderPool, RenderSettings\n"
+        "if __name__ == '__main__':\n"
+        "    pool = RenderPool(RenderSettings('timgm6mb'), workers=2)\n"
+        "    pool.render([sys.argv[1]] * 2)\n"
+        "    print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script), str(fixtures / "c_major_scale.mid")],
+                              stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.time() + 10
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if os.path.exists(f"/proc/{p}") and "zombie" not in _state(p)]
+    assert not alive, f"render workers {alive} outlived their killed parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((line for line in f if line.startswith("State:")), "").lower()
+    except OSError:
+        return "zombie"

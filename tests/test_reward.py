@@ -6,7 +6,8 @@ import pytest
 import symusic
 
 from smart_core.render import FluidRenderer
-from smart_core.reward import (AUDIOBOX_AXES, AudioboxScorer, ScorerUnavailable, StandInScorer, default_weights,
+from smart_core.errors import AssetUnavailable
+from smart_core.reward import (AUDIOBOX_AXES, AudioboxScorer, StandInScorer, default_weights,
                                load_scorer, make_random_audiobox_checkpoint, scalar_reward)
 
 
@@ -62,11 +63,13 @@ def test_scalar_reward_replaces_nonfinite_values_and_counts_them():
 def test_missing_audiobox_weights(monkeypatch, tmp_path):
     monkeypatch.delenv("SMART_AUDIOBOX_CKPT", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ScorerUnavailable, match="SMART_AUDIOBOX_CKPT"):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AssetUnavailable, match="SMART_AUDIOBOX_CKPT"):
         load_scorer("audiobox")
     with pytest.warns(UserWarning, match="STAND-IN"):
         assert isinstance(load_scorer("auto"), StandInScorer)
-    with pytest.raises(ScorerUnavailable, match="does not exist"):
+    with pytest.raises(AssetUnavailable, match="does not exist"):
         load_scorer("audiobox", checkpoint=str(tmp_path / "missing.pt"))
 
 
@@ -97,6 +100,7 @@ def test_audiobox_loads_through_the_package_and_scores_four_axes(audiobox, clips
 
 def test_audiobox_via_environment_variable(monkeypatch, audiobox):
     monkeypatch.setenv("SMART_AUDIOBOX_CKPT", audiobox.checkpoint)
-    from smart_core.reward import find_audiobox_checkpoint
+    from smart_core.assets import resolve_audiobox
 
-    assert find_audiobox_checkpoint() == audiobox.checkpoint
+    asset = resolve_audiobox()
+    assert str(asset.path) == audiobox.checkpoint and asset.layout == "checkpoint.pt" and asset.source == "path"
