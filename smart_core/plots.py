@@ -3,6 +3,7 @@ the reward backend and the git commit, and saved as PDF and PNG; tables as CSV a
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -61,6 +62,12 @@ def axis_bins(axis: str, axis_info: dict | None, n: int = 32) -> np.ndarray:
     """n bins over the axis's recorded range (the paper's figure 3: 32 bins over 1-10)."""
     low, high = (axis_info or {}).get(axis, {}).get("range", (1.0, 10.0))
     return np.linspace(low, high, n + 1)
+
+
+def in_range(values, bins: np.ndarray) -> np.ndarray:
+    """Values outside the bins' range go into the edge bins: counted (as in the legend's mean), not
+    silently left out of the histogram."""
+    return np.clip(np.asarray(values, dtype=float), bins[0], bins[-1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,13 +130,15 @@ def training_curves(steps: pd.DataFrame, run_name: str):
 def axes_histograms(base: pd.DataFrame, tuned: pd.DataFrame, axes_names: list[str], axis_info: dict | None = None,
                     labels=("base", "tuned")):
     """Paper figure 3: every scorer axis, base vs tuned (32 bins over the axis's range: 1-10 for
-    Audiobox's CE, CU, PC, PQ and the stand-in's total, 0-1 for the stand-in's parts)."""
+    Audiobox's CE, CU, PC, PQ and the stand-in's total, 0-1 for the stand-in's parts; a value outside
+    it is counted in the edge bin)."""
     fig, axs = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 2.8), squeeze=False)
     for ax, axis in zip(axs[0], axes_names):
         bins = axis_bins(axis, axis_info)
         for df, label, color in ((base, labels[0], BASE_COLOR), (tuned, labels[1], TUNED_COLOR)):
-            ax.hist(df[axis], bins=bins, alpha=0.55, color=color, label=f"{label} (mean {df[axis].mean():.2f})")
-        ax.set(xlabel=axis_label(axis, axis_info), ylabel="count")
+            ax.hist(in_range(df[axis], bins), bins=bins, alpha=0.55, color=color,
+                    label=f"{label} (mean {df[axis].mean():.2f})")
+        ax.set(xlabel=axis_label(axis, axis_info), ylabel="count", xlim=(bins[0], bins[-1]))
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -170,8 +179,8 @@ def diversity_panels(systems: dict[str, tuple[pd.DataFrame, np.ndarray, int, int
                             gridspec_kw={"height_ratios": [1, 2]})
     bins = axis_bins(reward_axis, axis_info)
     for col, (name, (table, roll, used, dropped)) in enumerate(systems.items()):
-        axs[0, col].hist(table[reward_axis], bins=bins, color=TUNED_COLOR if col else BASE_COLOR)
-        axs[0, col].set(title=name, xlabel=axis_label(reward_axis, axis_info))
+        axs[0, col].hist(in_range(table[reward_axis], bins), bins=bins, color=TUNED_COLOR if col else BASE_COLOR)
+        axs[0, col].set(title=name, xlabel=axis_label(reward_axis, axis_info), xlim=(bins[0], bins[-1]))
         axs[1, col].imshow(roll, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=max(roll.max(), 1e-6),
                            extent=(0, roll.shape[1] / FRAMES_PER_BEAT, LOW_PITCH - 0.5, LOW_PITCH + roll.shape[0] - 0.5))
         axs[1, col].set(xlabel=f"beat (n={used}, {dropped} shorter than 16 beats dropped)", ylabel="pitch" if col == 0 else "")
@@ -200,7 +209,7 @@ def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     norm = Normalize(0, sweeps["step"].max())
-    markers = dict(zip(sorted(sweeps["run"].unique()), "osD^v"))
+    markers = dict(zip(sorted(sweeps["run"].unique()), itertools.cycle("osD^v")))  # any number of runs
     for run, df in sweeps.groupby("run"):
         df = df.sort_values("step")
         ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6, label=run)

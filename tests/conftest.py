@@ -84,3 +84,16 @@ def offline_hub(monkeypatch, paper_hub_cache) -> Path:
     monkeypatch.delenv("SMART_AUDIOBOX_CKPT", raising=False)
     monkeypatch.delenv("SMART_BASE_MODEL", raising=False)
     return paper_hub_cache
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_cfg, tiny_base_model, session_tmp) -> dict:
+    """The tiny 'smart' run through smart_core.stages.training_stage (4 GRPO steps, base and tuned
+    evaluations, diversity sweep; stand-in reward), once per session, in its own runs folder: the
+    pipeline test and the run tests train in tiny_cfg.runs_dir. The base model is tiny_base_model
+    (base_model= points at it, so nothing is pre-trained again). Its result dict (run, base_eval,
+    tuned_eval, sweep, overlap) plus "cfg", the config it ran with."""
+    from smart_core.stages import training_stage
+
+    cfg = tiny_cfg.replace(runs_dir=str(session_tmp / "analysis_runs"), base_model=str(tiny_base_model))
+    return {**training_stage(cfg, "smart", progress=False), "cfg": cfg}
