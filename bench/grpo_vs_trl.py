@@ -42,9 +42,10 @@ def main():
     from transformers import TrainerCallback
 
     from smart_core.config import Config
-    from smart_core.grpo import GRPOTrainer, training_prompts
+    from smart_core.grpo import GRPOTrainer
+    from smart_core.prompts import training_prompts
     from smart_core.model import build_model
-    from smart_core.render import RenderPool, RenderSettings
+    from smart_core.render_pool import RenderPool, RenderSettings
     from smart_core.reward import StandInScorer, scalar_reward
     from smart_core.runs import RunDir
     from smart_core.tokenizer import ids_to_score

@@ -46,7 +46,8 @@ def row(stage, ours, baseline_name, baseline, unit="s"):
 
 
 def bench_render(soundfont):
-    from smart_core.render import FluidRenderer, RenderPool, RenderSettings, make_renderer
+    from smart_core.render import FluidRenderer, make_renderer
+    from smart_core.render_pool import RenderPool, RenderSettings
     from smart_core.reward import StandInScorer
 
     clips = generated_like_clips()

@@ -126,7 +126,6 @@ NOTEBOOKS = {
                  "if study['simulated']:\n    display(Markdown('## ⚠ SIMULATED ratings: no real ratings exist yet. Nothing below is a result.'))"),
         ("code", "res = report.listening(cfg, study['ratings'], study['simulated'], study['key'], figures_dir, n_sim=cfg.power_simulations)\n"
                  "display(res['table'].round(4))\ndisplay(res['power'])\n"
-                 "name = 'SIMULATED' if study['simulated'] else ''\n"
                  "show('listening_means_SIMULATED' if study['simulated'] else 'listening_means')\n"
                  "show('listening_power_SIMULATED' if study['simulated'] else 'listening_power')\n"
                  "if 'agreement' in res:\n    print('rating vs reward model:', {k: v for k, v in res['agreement'].items() if k != 'table'})"),
@@ -139,14 +138,15 @@ def main():
     for name, cells in NOTEBOOKS.items():
         nb = nbf.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        for kind, src in cells:
+        for i, (kind, src) in enumerate(cells):
             if kind == "md":
-                nb.cells.append(nbf.v4.new_markdown_cell(src))
+                cell = nbf.v4.new_markdown_cell(src)
             else:
                 cell = nbf.v4.new_code_cell(src)
                 if kind == "params":
                     cell.metadata["tags"] = ["parameters"]
-                nb.cells.append(cell)
+            cell.id = f"{name[:2]}-cell-{i:02d}"  # stable ids: regenerating changes only what changed
+            nb.cells.append(cell)
         nbf.write(nb, OUT / f"{name}.ipynb")
         print("wrote", OUT / f"{name}.ipynb")
 

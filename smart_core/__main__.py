@@ -1,7 +1,8 @@
 """Command line: python -m smart_core <command> --profile small [key=value overrides]
 
   data        build the corpus                     pretrain    train or load the base model
-  train       one GRPO run (--run smart|long|...), then its evaluation and diversity sweep
+  train       one GRPO run (--run smart|long|...), then its evaluation and diversity sweep; data-parallel
+              under torchrun: torchrun --standalone --nproc_per_node N -m smart_core -- train ...
   figures     all figures from saved artifacts     reproduce   every notebook in order (papermill)
   listen      serve a listening study              export      ratings of a study as CSV
   clean-runs  delete runs/ (keeps listening studies that hold ratings unless --delete-ratings)
@@ -37,14 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=None, help="clean-runs: the folder to clean (default: runs)")
     parser.add_argument("--delete-ratings", action="store_true",
                         help="clean-runs: also delete listening studies that hold human ratings")
+    parser.add_argument("--stop-after-step", type=int, default=None,
+                        help="train: stop after this step as if killed (to rehearse resuming)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # torchrun ... -m smart_core -- train ...: the separator reaches us
+        argv = argv[1:]
     args = parser.parse_intermixed_args(argv)
     try:
         return run_command(args, parser)
     except UserError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        from .distributed import world_from_env
+
+        world = world_from_env()  # under torchrun, say which process failed (torchrun then stops the rest)
+        print(f"{f'rank {world.rank}: ' if world.distributed else ''}error: {err}", file=sys.stderr)
         return 2
 
 
@@ -70,8 +79,14 @@ def run_command(args, parser) -> int:
         if args.run not in cfg.runs:
             print(f"note: {args.run!r} is not one of the profile's named runs ({', '.join(cfg.runs)}): "
                   "it trains with the profile's settings and your overrides")
+        if args.stop_after_step is not None:
+            from .grpo import train
+
+            train(cfg, args.run, stop_after_step=args.stop_after_step, progress=False)
+            return 0
         result = training_stage(cfg, args.run)
-        print(result["run"].steps()[["step", "reward_mean", "kl", "seconds_total"]].tail().to_string())
+        if "tuned_eval" in result:  # process 0 (the only one under torchrun that evaluates)
+            print(result["run"].steps()[["step", "reward_mean", "kl", "seconds_total"]].tail().to_string())
     elif args.command == "figures":
         from .report import make_all
 

@@ -58,7 +58,7 @@ class Config:
     pretrain_patience: int = 10        # evaluations without improvement before early stopping
 
     # --- rendering ------------------------------------------------------------------------------
-    soundfont: str = "fluidr3_gm"      # a registry name (smart_core.render.SOUNDFONTS) or a .sf2/.sf3 path
+    soundfont: str = "fluidr3_gm"      # a registry name (smart_core.soundfonts.SOUNDFONTS) or a .sf2/.sf3 path
     renderer: str = "fluidsynth"       # fluidsynth | tinysoundfont (the authors'; see bench/run_all.py)
     sample_rate: int = 48_000          # Hz of the rendered audio
     max_seconds: float = 10.0          # clip length cap (the reward model's window)

@@ -13,10 +13,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .grpo import _generator, evaluation_prompts, step_seed
+from .prompts import DIVERSITY_SEED_OFFSET, Stream, evaluation_prompts, generator, stream_seed
 from .model import load_pretrained
 from .runtime import resolve_device
-from .render import RenderPool, RenderSettings
+from .render_pool import RenderPool, RenderSettings
 from .reward import default_weights
 from .rollout import generate_and_score
 
@@ -30,7 +30,7 @@ def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int,
     batches = range(0, len(prompts), cfg.eval_batch)
     for b, start in enumerate(tqdm(batches, desc=desc, disable=not progress, leave=False)):
         rollout = generate_and_score(model, prompts[start:start + cfg.eval_batch], cfg, pool, scorer, weights,
-                                     _generator(device, step_seed(seed, b, 3)), keep_audio=False)
+                                     generator(device, stream_seed(seed, b, Stream.EVAL_SAMPLES)), keep_audio=False)
         tables.append(rollout.table())
         midis += rollout.midi
     return pd.concat(tables, ignore_index=True), midis
@@ -134,7 +134,7 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
         if step in seen:
             continue
         model = load_pretrained(folder, resolve_device(cfg.device)).eval()
-        table, midis = sample_set(model, prompts, cfg, pool, scorer, cfg.seed + 1, progress=False)
+        table, midis = sample_set(model, prompts, cfg, pool, scorer, cfg.seed + DIVERSITY_SEED_OFFSET, progress=False)
         tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
         report = diversity_report(tokens, midis, list(table["prompt"]))
         rows.append({"run": run.path.name, "step": step, "reward_mean": float(table["reward"].mean()),

@@ -62,19 +62,18 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
     systems: name -> model folder (e.g. {"base": ..., "tuned": ...}). The audio is fully determined
     by cfg.seed; the stimulus ids are secret (see draw_stimulus_ids). Warns when stimuli had to be
     kept without passing the filters. Returns the private key table (also in private/key.csv)."""
-    import torch
     from tqdm.auto import tqdm
 
-    from .grpo import evaluation_prompts, step_seed
     from .model import load_pretrained
+    from .prompts import STIMULUS_PROMPT_KEY, Stream, evaluation_prompts, generator, stream_seed
     from .runtime import resolve_device
     from .rollout import generate_and_score
-    from .render import RenderPool, RenderSettings
+    from .render_pool import RenderPool, RenderSettings
 
     study = Path(study_dir)
     (study / "stimuli").mkdir(parents=True, exist_ok=True)
     (study / "private" / "midi").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 424242]))
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, STIMULUS_PROMPT_KEY]))
     pool_prompts = evaluation_prompts(cfg, max(cfg.listening_prompts * 4, 64))
     chosen = [pool_prompts[i] for i in rng.choice(len(pool_prompts), cfg.listening_prompts, replace=False)]
     weights = cfg.reward_weights or {scorer.primary_axis: 0.1}
@@ -85,8 +84,8 @@ def make_stimuli(cfg, systems: dict[str, str], study_dir: str | Path, scorer, ma
             model = load_pretrained(model_dir, resolve_device(cfg.device)).eval()
             for k, prompt in enumerate(tqdm(chosen, desc=f"stimuli {system}", disable=not progress)):
                 for attempt in range(1, max_attempts + 1):
-                    seed = step_seed(cfg.seed, k * 1000 + attempt, 5 + list(systems).index(system))
-                    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+                    seed = stream_seed(cfg.seed, k * 1000 + attempt, Stream.STIMULI + list(systems).index(system))
+                    gen = generator(next(model.parameters()).device, seed)
                     ro = generate_and_score(model, [prompt], render_cfg, pool, scorer, weights, gen)
                     passed = passes_paper_filters(ro.midi[0])
                     if passed or attempt == max_attempts:

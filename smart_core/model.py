@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, Phi3Config, Phi3ForCausalLM
 
 from .assets import resolve_base_model
 from .config import Config
+from .prompts import PRETRAIN_VALIDATION_BASE
 from .errors import AssetUnavailable
 from .runtime import autocast, resolve_device
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
@@ -134,7 +135,7 @@ def pretrain(cfg: Config, corpus, out_dir: Path | None = None, progress: bool = 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_pieces, val_pieces = corpus.tokens("train"), corpus.tokens("val")
-    val_batches = [random_crops(val_pieces, cfg.pretrain_batch, cfg.crop_tokens, np.random.default_rng(10_000 + i))
+    val_batches = [random_crops(val_pieces, cfg.pretrain_batch, cfg.crop_tokens, np.random.default_rng(PRETRAIN_VALIDATION_BASE + i))
                    for i in range(cfg.pretrain_eval_batches)]
     unigram = float(np.mean([unigram_loss(train_pieces, b) for b in val_batches]))
 

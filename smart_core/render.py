@@ -5,72 +5,19 @@ peak-normalise x / (max|x| + 1e-6); a score with no notes gives 1 s of zeros.
 
 Every clip gets a fresh synth (borrowing a SoundFont parsed once) with reverb and chorus off, so
 no tail of one clip can leak into the next and the same MIDI always gives the same samples.
-`RenderPool` keeps one renderer with its SoundFont loaded per worker process.
+SoundFonts are found by smart_core.soundfonts; render_pool.RenderPool runs renderers in parallel.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import ctypes
-import dataclasses
-import multiprocessing as mp
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .errors import MissingInput
 from .midi import as_score
-
-# name -> (candidate paths, how to get it)
-SOUNDFONTS: dict[str, tuple[list[str], str]] = {
-    "fluidr3_gm": (["/usr/share/sounds/sf2/FluidR3_GM.sf2"], "apt-get install fluid-soundfont-gm"),
-    "timgm6mb": ([str(Path(__import__("pretty_midi").__file__).parent / "TimGM6mb.sf2"),
-                  "/usr/share/sounds/sf2/TimGM6mb.sf2"], "pip install pretty_midi (ships TimGM6mb.sf2)"),
-    "musescore": (["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "/usr/share/sounds/sf3/MuseScore_General.sf3"],
-                  "apt-get install musescore-general-soundfont-small"),
-    "fluidr3_mono": (["/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"], "apt-get install fluidr3mono-gm-soundfont"),
-    # The paper's figures use the Yamaha C5 Salamander grand; no registry ships it. Put the .sf2
-    # at this path or pass its path as `soundfont`.
-    "yamaha_c5": ([os.path.expanduser("~/.local/share/soundfonts/Yamaha-C5-Salamander-JNv5.1.sf2"),
-                   "data/soundfonts/Yamaha-C5-Salamander-JNv5.1.sf2"],
-                  "download the Salamander Yamaha C5 SoundFont on a connected machine and copy it to data/soundfonts/"),
-}
-
-
-class SoundFontNotFound(MissingInput):
-    """A SoundFont that is not installed, not a file, or that FluidSynth cannot load."""
-
-
-def resolve_soundfont(name_or_path: str) -> str:
-    """A registry name or a path -> an existing file path; a clear error otherwise."""
-    if name_or_path in SOUNDFONTS:
-        candidates, how = SOUNDFONTS[name_or_path]
-        for c in candidates:
-            if Path(c).exists():
-                return str(Path(c).resolve())
-        raise SoundFontNotFound(
-            f"SoundFont {name_or_path!r} not found (looked in {candidates}). Get it with: {how}; "
-            f"or set the config key `soundfont` to another name ({', '.join(SOUNDFONTS)}) or a .sf2/.sf3 path.")
-    path = Path(name_or_path).expanduser()
-    if path.suffix.lower() in {".sf2", ".sf3"} and path.exists():
-        return str(path.resolve())
-    raise SoundFontNotFound(
-        f"SoundFont {name_or_path!r} is neither a registry name ({', '.join(SOUNDFONTS)}) nor an existing .sf2/.sf3 file; "
-        "set the config key `soundfont`.")
-
-
-def available_soundfonts() -> dict[str, str]:
-    found = {}
-    for name in SOUNDFONTS:
-        try:
-            found[name] = resolve_soundfont(name)
-        except SoundFontNotFound:
-            pass
-    return found
-
+from .soundfonts import SoundFontNotFound, resolve_soundfont
 
 # ------------------------------------------------------------------------------------------------
 # MIDI -> timed note events
@@ -294,173 +241,6 @@ def render_midi(midi, soundfont: str | None = None, sample_rate: int = 48_000, m
 
 
 _LOADED_RENDERERS: dict[tuple[str, str, int], object] = {}
-
-
-# ------------------------------------------------------------------------------------------------
-# Parallel rendering
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    soundfont: str = "fluidr3_gm"
-    sample_rate: int = 48_000
-    max_seconds: float = 10.0
-    max_beats: int = 100
-    backend: str = "fluidsynth"
-
-    @classmethod
-    def from_config(cls, cfg, **changes) -> "RenderSettings":
-        """The config's rendering fields (the one place they are read), with `changes` applied."""
-        settings = cls(cfg.soundfont, cfg.sample_rate, cfg.max_seconds, cfg.max_beats, cfg.renderer)
-        return dataclasses.replace(settings, **changes)
-
-
-_WORKER: tuple[object, RenderSettings] | None = None
-
-
-def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
-    """A daemon thread in each worker: exit as soon as the process that made the pool is gone. A
-    SIGKILLed trainer runs no clean-up, and its workers would otherwise wait on the pool's pipe."""
-    import threading
-    import time
-
-    def watch():
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent_pid:
-                os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
-def _init_worker(settings: RenderSettings, parent_pid: int | None = None) -> None:
-    global _WORKER
-    from threadpoolctl import threadpool_limits
-
-    if parent_pid is not None:
-        _exit_with_parent(parent_pid)
-
-    # the pool already puts one worker on every core; a BLAS or OpenMP pool inside each (numpy's
-    # matmul in a scorer, FluidSynth's loader) would oversubscribe them: measured 0.98 s vs 0.70 s
-    # for 16 clips rendered and scored on 2 cores
-    threadpool_limits(1)
-    _WORKER = (make_renderer(settings.backend, settings.soundfont, settings.sample_rate), settings)
-
-
-# Audio comes back through shared memory: a 10 s clip is 3.8 MB, and sending it through the
-# pool's pipe (pickle, chunked reads, unpickle, all in the parent's one result thread) capped
-# 2-core rendering at 56-79% parallel efficiency; through shared memory it is 83-87%.
-SharedAudio = tuple[str, tuple[int, ...]]
-
-
-def _to_shared(audio: np.ndarray) -> SharedAudio:
-    from multiprocessing import shared_memory
-
-    shm = shared_memory.SharedMemory(create=True, size=max(1, audio.nbytes))
-    np.ndarray(audio.shape, np.float32, buffer=shm.buf)[:] = audio
-    shm.close()
-    return shm.name, audio.shape
-
-
-def _from_shared(handle: SharedAudio) -> np.ndarray:
-    from multiprocessing import shared_memory
-
-    name, shape = handle
-    shm = shared_memory.SharedMemory(name=name)
-    try:
-        return np.ndarray(shape, np.float32, buffer=shm.buf).copy()
-    finally:
-        shm.close()
-        shm.unlink()
-
-
-def _render_in_worker(midi_bytes: bytes) -> SharedAudio:
-    renderer, s = _WORKER
-    return _to_shared(renderer.render(midi_bytes, s.max_seconds, s.max_beats))
-
-
-def _render_and_score_in_worker(midi_bytes: bytes, scorer, keep_audio: bool):
-    renderer, s = _WORKER
-    audio = renderer.render(midi_bytes, s.max_seconds, s.max_beats)
-    return (_to_shared(audio) if keep_audio else None), scorer.score_one(audio, s.sample_rate)
-
-
-def _to_bytes(midi) -> bytes:
-    if isinstance(midi, (bytes, bytearray)):
-        return bytes(midi)
-    if isinstance(midi, (str, Path)):
-        return Path(midi).read_bytes()
-    return as_score(midi).dumps_midi()
-
-
-def _mp_context():
-    """spawn, not fork: libfluidsynth loads SoundFonts with OpenMP, and a forked child of a process
-    whose OpenMP pool torch already started deadlocks in sfload (seen here). Threads avoid that but
-    reached only 71% parallel efficiency on 2 cores. The price of spawn: a plain script that renders
-    with a pool needs the usual `if __name__ == "__main__":` guard (notebooks, pytest and
-    `python -m smart_core` need nothing)."""
-    return mp.get_context("spawn")
-
-
-class RenderPool:
-    """Renders batches of MIDI across worker processes, each holding a loaded synth.
-
-    Results come back in input order. `workers=1` renders in this process (no pool).
-    Use as a context manager, or call close().
-    """
-
-    def __init__(self, settings: RenderSettings, workers: int = 0):
-        check_soundfont(settings.backend, settings.soundfont)  # fail here, in one line, not in a worker
-        self.settings = settings
-        self.workers = workers or os.cpu_count() or 1
-        self._pool = None
-        if self.workers > 1:
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=_mp_context(),
-                                                initializer=_init_worker, initargs=(settings, os.getpid()))
-        else:
-            self._local = make_renderer(settings.backend, settings.soundfont, settings.sample_rate)
-
-    def render(self, midis: list, progress: bool = False, desc: str = "render") -> list[np.ndarray]:
-        payload = [_to_bytes(m) for m in midis]
-        if self._pool is None:
-            s = self.settings
-            it = (self._local.render(b, s.max_seconds, s.max_beats) for b in payload)
-        else:
-            it = map(_from_shared, self._pool.map(_render_in_worker, payload, chunksize=self._chunksize(payload)))
-        return list(tqdm(it, total=len(payload), desc=desc, disable=not progress, leave=False))
-
-    def _chunksize(self, payload: list) -> int:
-        return max(1, len(payload) // (4 * self.workers))
-
-    def render_and_score(self, midis: list, scorer, keep_audio: bool = True):
-        """Render and score each clip in the worker that rendered it -> (audios or [], DataFrame).
-
-        For CPU scorers with a per-clip `score_one(audio, sample_rate)` (the stand-in): scoring
-        then runs on every core, and unless `keep_audio`, no audio is sent back between processes
-        (3.8 MB per 10 s clip). The scores equal `scorer.score(self.render(midis))` exactly."""
-        import functools
-
-        import pandas as pd
-
-        payload = [_to_bytes(m) for m in midis]
-        if self._pool is None:
-            audio = self.render(payload)
-            return (audio if keep_audio else []), scorer.score(audio, self.settings.sample_rate)
-        job = functools.partial(_render_and_score_in_worker, scorer=scorer, keep_audio=keep_audio)
-        results = list(self._pool.map(job, payload, chunksize=self._chunksize(payload)))
-        scores = pd.DataFrame([r[1] for r in results], columns=list(scorer.axes))
-        return ([_from_shared(r[0]) for r in results] if keep_audio else []), scores
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> "RenderPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:

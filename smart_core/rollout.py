@@ -15,10 +15,11 @@ import torch
 
 from .midi import n_notes
 from .runtime import autocast
-from .render import RenderPool
+from .render_pool import RenderPool
 from .reward import scalar_reward
 from .sampling import sample
-from .tokenizer import EOS_ID, Prompt, ids_to_score
+from .prompts import Prompt
+from .tokenizer import EOS_ID, ids_to_score
 
 
 @dataclass

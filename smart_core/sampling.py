@@ -10,14 +10,34 @@ from . import decoder
 from .tokenizer import EOS_ID, PAD_ID
 
 
+def draw_tokens(probs: torch.Tensor, generator) -> torch.Tensor:
+    """One token per row of probs [B, V].
+
+    generator: one torch.Generator for the whole batch (torch.multinomial), or a list of k
+    generators for k equal blocks of consecutive rows (GRPO's groups): each block draws its own
+    uniforms and takes the token where the cumulative probability passes them (inverse CDF). A
+    block's tokens then depend only on its own generator and rows, not on which other blocks share
+    the batch: one process sampling every group, or N processes sampling a share each, draw the same."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    rows = probs.size(0) // len(generator)
+    if rows * len(generator) != probs.size(0):
+        raise ValueError(f"{probs.size(0)} rows cannot be split into {len(generator)} equal blocks")
+    u = torch.cat([torch.rand(rows, generator=g, device=probs.device, dtype=torch.float64) for g in generator])
+    cdf = probs.double().cumsum(-1)
+    token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1)
+    return token.clamp(max=probs.size(1) - 1)
+
+
 @torch.no_grad()
 def sample(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-           generator: torch.Generator | None = None, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | list[torch.Generator] | None = None,
+           backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Ancestral sampling from softmax(logits / temperature): no top-k, no top-p.
 
     prompt_ids: [B, P], all prompts of one length (no padding). Returns (completions [B, T],
     mask [B, T]) with T <= max_new_tokens: tokens after a sequence's EOS are PAD and masked out;
-    the EOS itself is kept in the mask (it is a sampled action).
+    the EOS itself is kept in the mask (it is a sampled action). generator: see `draw_tokens`.
 
     backend: "static" (smart_core.decoder, 1.55x faster per token on CPU), "hf" (the transformers
     forward with a DynamicCache), or "auto" (static when the model allows it).
@@ -38,7 +58,7 @@ def sample(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: fl
     tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=device)
     for _ in range(max_new_tokens):
         probs = F.softmax(logits.float() / temperature, dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = draw_tokens(probs, generator)
         nxt = torch.where(finished, torch.full_like(nxt, PAD_ID), nxt)
         tokens.append(nxt)
         finished |= nxt == EOS_ID

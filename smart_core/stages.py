@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .config import Config
 from .data import build_corpus
+from .distributed import device_for, world_from_env
 from .model import get_base_model, model_card
-from .render import RenderPool, RenderSettings, available_soundfonts
+from .render_pool import RenderPool, RenderSettings
+from .soundfonts import available_soundfonts
 from .reward import default_weights, load_scorer
 from .runs import RunDir
 from .runtime import resolve_device, use_bf16
@@ -23,13 +24,14 @@ from .runtime import resolve_device, use_bf16
 def scorer_for(cfg: Config):
     """The configured scorer on the configured device; what it is (backend, axes, weights' provenance)
     goes to runs/<profile>/reward.json, from which every figure and table takes its axes and stamp."""
-    device = resolve_device(cfg.device)
+    world = world_from_env()
+    device = device_for(world, resolve_device(cfg.device))  # under torchrun: this process's GPU
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
     cfg.profile_dir.mkdir(parents=True, exist_ok=True)
     record, text = cfg.profile_dir / "reward.json", json.dumps(scorer.describe(), indent=1)
-    if not record.exists() or record.read_text() != text:  # unchanged: untouched (the pipeline digests it)
+    if world.is_main and (not record.exists() or record.read_text() != text):  # unchanged: untouched (digested)
         record.write_text(text)
     return scorer
 
@@ -52,7 +54,8 @@ def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: R
     """cfg.unconditional_samples samples from [BOS] alone, decoded, rendered and scored with the run's
     scorer; saved with MIDI in runs/<profile>/base_model/samples/."""
     from .rollout import generate_and_score
-    from .tokenizer import BOS_ID, Prompt
+    from .prompts import Prompt, generator
+    from .tokenizer import BOS_ID
 
     n = cfg.unconditional_samples
     path = cfg.base_model_dir / "unconditional_samples.parquet"
@@ -64,7 +67,7 @@ def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: R
     own = pool is None
     pool = pool or RenderPool(RenderSettings.from_config(cfg), cfg.render_workers)
     try:
-        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
+        gen = generator(next(model.parameters()).device, cfg.seed)
         ro = generate_and_score(model.eval(), [Prompt((BOS_ID,), "unconditional")] * n, cfg, pool, scorer,
                                 cfg.reward_weights or default_weights(scorer), gen, keep_audio=False)
     finally:
@@ -91,9 +94,13 @@ def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
     cached = _cached(path, key)
     if cached is not None:
         return cached
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in fonts:
-        settings = RenderSettings.from_config(cfg, soundfont=name, max_seconds=PAPER_CLIP_SECONDS, max_beats=PAPER_MAX_BEATS)
+        # the paper's table rendered every piece the paper's way (the defaults: 100 beats, 10 s), whatever
+        # the profile's clip length
+        settings = RenderSettings.from_config(cfg, soundfont=name, max_seconds=Config.max_seconds,
+                                              max_beats=Config.max_beats)
         with RenderPool(settings, cfg.render_workers) as pool:
             audio = pool.render(pieces)
         scores = scorer.score(audio, cfg.sample_rate)
@@ -102,10 +109,6 @@ def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
             row["average"] = float(np.mean([row[a] for a in scorer.average_axes]))
         rows.append(row)
     return _store(pd.DataFrame(rows), path, key)
-
-
-# the paper's rendering of corpus pieces for the SoundFont table (its code: 100 beats, 10 s)
-PAPER_MAX_BEATS, PAPER_CLIP_SECONDS = 100, 10.0
 
 
 def base_model_stage(cfg: Config, progress: bool = True) -> dict:
@@ -131,8 +134,14 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
     scorer = scorer_for(cfg)
     run_cfg = cfg.for_run(run_name)
     base_dir = cfg.base_model_source
+    world = world_from_env()
+    if world.distributed:  # every process trains its share; evaluation stays on process 0
+        run = train(cfg, run_name, base_dir, scorer=scorer, progress=progress, world=world)
+        if not world.is_main:
+            return {"run": run}
     with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
-        run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
+        if not world.distributed:
+            run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
         base_eval = evaluate_model(cfg, base_dir, None, scorer, pool, progress=progress)
         tuned_eval = evaluate_model(cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
                                     progress=progress)

@@ -1,4 +1,4 @@
-"""The paper's REMI tokenizer, id <-> score conversion that never raises, and prompt builders.
+"""The paper's REMI tokenizer and id <-> score conversion that never raises (prompts: prompts.py).
 
 `paper_tokenizer()` matches `paper_piano_vocab.json` (the vocabulary of the authors' checkpoint)
 token for token and id for id; tests/test_tokenizer.py checks it.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 
 import miditok
 import numpy as np
@@ -89,52 +88,3 @@ def ids_to_score(ids) -> symusic.Score:
         log.debug("undecodable token sequence (%s): %s", type(err).__name__, err)
         score = symusic.Score(tokenizer.time_division)
     return score
-
-
-# ------------------------------------------------------------------------------------------------
-# Prompts. A prompt is a list of ids beginning with BOS; every prompt of one kind has one length,
-# so a batch of prompts needs no padding.
-
-
-@dataclass(frozen=True)
-class Prompt:
-    ids: tuple[int, ...]
-    kind: str
-
-    @property
-    def key(self) -> str:
-        return " ".join(id_to_token(i) for i in self.ids)
-
-
-def _vocab_tokens(prefix: str) -> list[str]:
-    return sorted((t for t in paper_tokenizer().vocab if t.startswith(prefix)), key=token_id)
-
-
-def procedural_prompt(rng: np.random.Generator, with_note: bool = False) -> Prompt:
-    """[BOS, Bar, TimeSig, Position_0, Tempo] (+ [Pitch, Velocity, Duration]); 15 x 64 = 960 distinct."""
-    tokens = ["BOS_None", "Bar_None", rng.choice(_vocab_tokens("TimeSig_")), "Position_0", rng.choice(_vocab_tokens("Tempo_"))]
-    if with_note:
-        tokens += [rng.choice(_vocab_tokens(p)) for p in ("Pitch_", "Velocity_", "Duration_")]
-    return Prompt(tuple(token_id(t) for t in tokens), "procedural+note" if with_note else "procedural")
-
-
-def dataset_prompt(score_ids: list[int]) -> Prompt:
-    """[BOS, Bar, TimeSig, Position_0, Tempo] with the first TimeSig and Tempo of a held-out piece."""
-    tokens = [id_to_token(i) for i in score_ids]
-    time_sig = next((t for t in tokens if t.startswith("TimeSig_")), "TimeSig_4/4")
-    tempo = next((t for t in tokens if t.startswith("Tempo_")), "Tempo_120.0")
-    ids = ("BOS_None", "Bar_None", time_sig, "Position_0", tempo)
-    return Prompt(tuple(token_id(t) for t in ids), "dataset")
-
-
-def make_prompts(kind: str, n: int, rng: np.random.Generator, dataset_ids: list[list[int]] | None = None) -> list[Prompt]:
-    if kind == "procedural":
-        return [procedural_prompt(rng) for _ in range(n)]
-    if kind == "procedural+note":
-        return [procedural_prompt(rng, with_note=True) for _ in range(n)]
-    if kind == "dataset":
-        if not dataset_ids:
-            raise ValueError("dataset prompts need tokenized held-out pieces (the corpus test split)")
-        picks = rng.integers(0, len(dataset_ids), size=n)
-        return [dataset_prompt(dataset_ids[i]) for i in picks]
-    raise ValueError(f"unknown prompt kind {kind!r}; use procedural, procedural+note or dataset")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import mannwhitneyu
 
-from smart_core.grpo import MAX_LOG_RATIO, evaluation_prompts, group_advantages, grpo_loss, train, training_prompts
+from smart_core.grpo import MAX_LOG_RATIO, group_advantages, grpo_loss, train
 
 
 # ---------------------------------------------------------------- reference implementations
@@ -101,23 +101,6 @@ def test_gradient_flows_only_through_logprobs():
     loss2, _ = grpo_loss(lp2, lp2.detach(), None, torch.tensor([1.0, -1.0]), torch.ones(2, 3), beta=0.0)
     loss2.backward()
     assert torch.allclose(lp2.grad, torch.tensor([[-1 / 6] * 3, [1 / 6] * 3]))
-
-
-def test_evaluation_prompts_are_an_independent_stream(tiny_cfg):
-    cfg = tiny_cfg.replace(prompts_per_step=4)
-    train_first = [p for s in range(3) for p in training_prompts(cfg, s)[:: cfg.group_size]]
-    evals = evaluation_prompts(cfg, 12)
-    assert [p.ids for p in evals] != [p.ids for p in train_first]
-    assert evaluation_prompts(cfg, 12) == evals
-
-
-def test_dataset_prompts_come_from_the_held_out_split(tiny_cfg, tiny_corpus):
-    from smart_core.tokenizer import dataset_prompt
-
-    cfg = tiny_cfg.replace(prompt_kind="dataset")
-    prompts = training_prompts(cfg, 0) + evaluation_prompts(cfg, 6)
-    allowed = {dataset_prompt(t.tolist()).ids for t in tiny_corpus.tokens("test")}
-    assert all(p.kind == "dataset" and p.ids in allowed for p in prompts)
 
 
 # ---------------------------------------------------------------- the loop, end to end (tiny)

@@ -3,8 +3,9 @@ import pretty_midi
 import pytest
 import symusic
 
-from smart_core.render import (FluidRenderer, RenderPool, RenderSettings, SoundFontNotFound, note_events, render_midi,
-                               resolve_soundfont, save_wav)
+from smart_core.render import FluidRenderer, note_events, render_midi, save_wav
+from smart_core.render_pool import RenderPool, RenderSettings
+from smart_core.soundfonts import SoundFontNotFound, resolve_soundfont
 
 SF = "timgm6mb"  # ships with pretty_midi: no system package needed
 
@@ -177,7 +178,7 @@ def test_corrupted_midi_is_a_clear_error(renderer, fixtures):
 
 
 def test_a_corrupt_soundfont_is_one_error_before_any_worker_starts(tmp_path):
-    from smart_core.render import RenderPool, RenderSettings
+    from smart_core.render_pool import RenderPool, RenderSettings
 
     bad = tmp_path / "broken.sf2"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00sfbk" + b"\x00" * 64)
@@ -197,7 +198,7 @@ def test_render_workers_exit_when_their_trainer_is_killed(tmp_path, fixtures):
     script = tmp_path / "parent.py"
     script.write_text(
         "import os, sys, time\n"
-        "from smart_core.render import RenderPool, RenderSettings\n"
+        "from smart_core.render_pool import RenderPool, RenderSettings\n"
         "if __name__ == '__main__':\n"
         "    pool = RenderPool(RenderSettings('timgm6mb'), workers=2)\n"
         "    pool.render([sys.argv[1]] * 2)\n"

@@ -1,12 +1,10 @@
 import json
 
 import numpy as np
-import pytest
 import symusic
 
 from smart_core.midi import n_notes
-from smart_core.tokenizer import (BOS_ID, EOS_ID, VOCAB_SIZE, dataset_prompt, ids_to_score, make_prompts, paper_tokenizer,
-                                  score_to_ids)
+from smart_core.tokenizer import BOS_ID, EOS_ID, VOCAB_SIZE, ids_to_score, paper_tokenizer, score_to_ids
 
 
 def test_vocabulary_matches_the_paper_checkpoint_id_for_id(fixtures):
@@ -47,23 +45,3 @@ def test_decode_does_not_mutate_its_input():
     before = list(ids)
     ids_to_score(ids)
     assert ids == before
-
-
-@pytest.mark.parametrize("kind,length", [("procedural", 5), ("procedural+note", 8)])
-def test_procedural_prompts(kind, length):
-    prompts = make_prompts(kind, 50, np.random.default_rng(0))
-    assert all(len(p.ids) == length and p.ids[0] == BOS_ID and p.kind == kind for p in prompts)
-    tokens = [paper_tokenizer()[i] for i in prompts[0].ids]
-    assert tokens[1] == "Bar_None" and tokens[2].startswith("TimeSig_") and tokens[3] == "Position_0"
-    assert tokens[4].startswith("Tempo_")
-    again = make_prompts(kind, 50, np.random.default_rng(0))
-    assert prompts == again
-    assert len({p.ids for p in prompts}) > 30  # 960 distinct procedural prompts
-
-
-def test_dataset_prompt_takes_time_signature_and_tempo_of_the_piece(fixtures):
-    ids = score_to_ids(symusic.Score(str(fixtures / "c_major_scale.mid")))
-    prompt = dataset_prompt(ids)
-    assert [paper_tokenizer()[i] for i in prompt.ids] == ["BOS_None", "Bar_None", "TimeSig_3/4", "Position_0", "Tempo_90.0"]
-    with pytest.raises(ValueError, match="held-out"):
-        make_prompts("dataset", 3, np.random.default_rng(0), None)
