@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
-from .listening import filter_failure_lines, read_study_config
+from .stimuli import filter_failure_lines, read_study_config
 from .ratings import NotAStudy, connect, db_path, ensure_schema
 
 log = logging.getLogger(__name__)

@@ -155,7 +155,8 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
 def listening_stage(cfg: Config, simulation: dict | None = None, progress: bool = True) -> dict:
     """Stimuli for base vs the tuned ('smart') model, then real ratings if the study has any,
     otherwise a simulated study (clearly marked) from `simulation` parameters."""
-    from .listening import SimulatedStudy, make_stimuli
+    from .listening import SimulatedStudy
+    from .stimuli import make_stimuli
     from .ratings import export_ratings, write_spreadsheet_safe_csv
 
     study = cfg.profile_dir / "study"

@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 
 from smart_core import ratings
-from smart_core.listening import (SimulatedStudy, StudyConfig, analyze_ratings, draw_stimulus_ids, filter_failure_lines,
-                                  loudness_match, power_curve, warn_filter_failures, write_stimuli, write_study_config)
+from smart_core.listening import SimulatedStudy, analyze_ratings, power_curve
 from smart_core.listening_app import ApiError, Study, participant_order, serve
 from smart_core.ratings import export_ratings
 from smart_core.render import FluidRenderer, save_wav
+from smart_core.stimuli import (StudyConfig, draw_stimulus_ids, filter_failure_lines, loudness_match, warn_filter_failures,
+                                write_stimuli, write_study_config)
 
 
 # ------------------------------------------------------------------ statistics
@@ -505,8 +506,9 @@ def test_a_study_kept_under_a_folder_named_private_serves_audio(study_dir, tmp_p
 def test_the_schema_is_defined_once(study_dir):
     import smart_core.listening as listening
     import smart_core.listening_app as listening_app
+    import smart_core.stimuli as stimuli
 
-    assert not hasattr(listening_app, "SCHEMA") and not hasattr(listening, "sqlite3")
+    assert not hasattr(listening_app, "SCHEMA") and not hasattr(listening, "sqlite3") and not hasattr(stimuli, "sqlite3")
     assert listening_app.connect is ratings.connect
     Study(study_dir)
     with ratings.connect(ratings.db_path(study_dir)) as con:
