@@ -37,8 +37,8 @@ def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int,
 
 
 # what an evaluation set depends on besides the model: a cached set is reused only if these match
-EVAL_KEYS = ("seed", "prompt_kind", "max_completion_tokens", "temperature", "soundfont", "renderer", "sample_rate",
-             "max_seconds", "max_beats", "reward_weights", "fallback_reward", "eval_batch")
+EVAL_KEYS = ("seed", "prompt_kind", "max_completion_tokens", "temperature", "precision", "soundfont", "renderer",
+             "sample_rate", "max_seconds", "max_beats", "reward_weights", "fallback_reward", "eval_batch")
 
 
 def evaluation_key(cfg: Config, model_dir: str | Path, scorer, n_prompts: int) -> dict:
@@ -48,8 +48,13 @@ def evaluation_key(cfg: Config, model_dir: str | Path, scorer, n_prompts: int) -
 
     model = resolve_base_model(str(model_dir)).provenance()
     reward = scorer.describe()
-    return {"model_sha256": model["sha256"], "n_prompts": n_prompts, **{k: getattr(cfg, k) for k in EVAL_KEYS},
-            "reward_backend": reward["backend"], "reward_weights_file": reward.get("asset", {}).get("sha256")}
+    key = {"model_sha256": model["sha256"], "n_prompts": n_prompts, **{k: getattr(cfg, k) for k in EVAL_KEYS},
+           "reward_backend": reward["backend"], "reward_weights_file": reward.get("asset", {}).get("sha256")}
+    if cfg.prompt_kind == "dataset":  # the prompts come from the corpus's test split: its tokens are an input
+        from .assets import sha256_of
+
+        key["test_split_sha256"] = sha256_of(Path(cfg.corpus_dir) / "tokens-test.npz")
+    return key
 
 
 def base_eval_dir(cfg: Config, key: dict) -> Path:
@@ -122,14 +127,25 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
     from .diversity import diversity_report
     from .runs import RunDir
 
+    from .assets import resolve_base_model
+
     run = RunDir(run_dir)
     cache = run.eval_dir("diversity") / "sweep.parquet"
-    done = pd.read_parquet(cache) if cache.exists() else pd.DataFrame()
+    key = {**evaluation_key(cfg, base_model_dir, scorer, n_prompts * max(2, cfg.diversity_samples // n_prompts)),
+           "diversity_samples": cfg.diversity_samples}
+    sidecar = cache.with_suffix(".json")
+    fresh = cache.exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key
+    done = pd.read_parquet(cache) if fresh else pd.DataFrame()
     per_prompt = max(2, cfg.diversity_samples // n_prompts)
     prompts = [p for p in evaluation_prompts(cfg, n_prompts) for _ in range(per_prompt)]
     points = [(0, Path(base_model_dir))] + [(s, f) for s, f in run.checkpoints() if s <= cfg.steps]
-    rows = [] if done.empty else done.to_dict("records")
+    shas = {step: resolve_base_model(str(folder)).provenance()["sha256"] for step, folder in points}
+    # a row counts only for the very checkpoint it sampled (a retrained run has other weights)
+    rows = [] if done.empty else [r for r in done.to_dict("records") if shas.get(r["step"]) == r.get("model_sha256")]
     seen = {r["step"] for r in rows}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if not fresh:
+        sidecar.write_text(json.dumps({"key": key}, indent=1))
     for step, folder in tqdm(points, desc=f"diversity {run.path.name}", disable=not progress):
         if step in seen:
             continue
@@ -138,8 +154,7 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
         tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
         report = diversity_report(tokens, midis, list(table["prompt"]))
         rows.append({"run": run.path.name, "step": step, "reward_mean": float(table["reward"].mean()),
-                     "n_notes_mean": float(table["n_notes"].mean()), **report})
-        cache.parent.mkdir(parents=True, exist_ok=True)
+                     "n_notes_mean": float(table["n_notes"].mean()), **report, "model_sha256": shas[step]})
         pd.DataFrame(rows).sort_values("step").to_parquet(cache, index=False)
         del model
         if torch.cuda.is_available():

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
+from .errors import ConfigError, RunMismatch
 from .runtime import autocast, resolve_device, use_bf16
 from .render import save_wav
 from .render_pool import RenderPool, RenderSettings
@@ -120,6 +121,10 @@ class GRPOTrainer:
         self.scorer = scorer or load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, self.device,
                                             use_bf16(cfg.precision, self.device))
         self.weights = cfg.reward_weights or default_weights(self.scorer)
+        missing = sorted(set(self.weights) - set(self.scorer.axes))
+        if missing:  # before any model loads, not a traceback at step 1
+            raise ConfigError(f"reward_weights name {', '.join(missing)}, which the {self.scorer.name} scorer does not "
+                              f"produce (its axes: {', '.join(self.scorer.axes)})")
         self._own_pool = pool is None
         # processes on one machine share its cores: each renders with its share of them
         workers = cfg.render_workers or max(1, (os.cpu_count() or 1) // world.local_size)
@@ -272,6 +277,19 @@ class GRPOTrainer:
         return self.run
 
 
+def check_reward(run: RunDir, reward: dict) -> None:
+    """A run resumes only with the scorer it started with (`auto` may resolve differently once
+    Audiobox's weights appear in the cache): one line naming both, not a reward that changes mid-run."""
+    if not (run.path / "meta.json").exists() or run.steps().empty:
+        return
+    started = run.meta.get("reward", {})
+    then = (started.get("backend"), started.get("asset", {}).get("sha256"))
+    now = (reward.get("backend"), reward.get("asset", {}).get("sha256"))
+    if then != now:
+        raise RunMismatch(f"run {run.path} started with the {then[0]} reward (weights {then[1]}) and would resume with "
+                          f"{now[0]} (weights {now[1]}); set reward_backend={then[0]} or use another run name")
+
+
 def train(cfg: Config, run_name: str, base_model_dir: str | Path | None = None, scorer=None,
           pool: RenderPool | None = None, progress: bool = True, stop_after_step: int | None = None,
           dataset_ids=None, world: World | None = None) -> RunDir:
@@ -297,6 +315,7 @@ def train(cfg: Config, run_name: str, base_model_dir: str | Path | None = None, 
     base_model_dir = base_model_dir or cfg.base_model_source
     trainer = GRPOTrainer(cfg, run, base_model_dir, scorer, pool, dataset_ids, device, world)
     try:
+        check_reward(run, trainer.scorer.describe())
         if world.is_main:
             from .assets import resolve_base_model
             from .runtime import describe as describe_runtime

@@ -23,9 +23,9 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 def steps(cfg: Config) -> list[tuple[str, str, dict]]:
     """(label, notebook, parameters) in execution order."""
-    defaults = Config.from_profile(cfg.profile).to_dict()
-    extra = {k: v for k, v in cfg.to_dict().items()
-             if v != defaults[k] and k not in ("profile", "seed", "runs_dir", "corpus_dir")}
+    # every key the user set, even to the profile's own value: it must win over the runs' presets too
+    values = cfg.to_dict()
+    extra = {k: values[k] for k in sorted(cfg.user_keys) if k not in ("profile", "seed", "runs_dir", "corpus_dir")}
     base = {"profile": cfg.profile, "seed": cfg.seed, "runs_dir": cfg.runs_dir, "corpus_dir": cfg.corpus_dir,
             "overrides": extra}
     out = [("00_base_model", "00_base_model.ipynb", base)]

@@ -7,6 +7,7 @@ trains or samples, so figures can always be regenerated from a run folder.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +122,11 @@ def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
 def base_eval_folder(cfg: Config, run_name: str = "smart") -> Path:
     """The base model's evaluation that a run was compared with (recorded in its meta.json)."""
     meta = RunDir.for_run(cfg, run_name).path / "meta.json"
-    folder = json.loads(meta.read_text()).get("base_eval_dir") if meta.exists() else None
-    if not folder or not (Path(folder) / "info.json").exists():
+    name = json.loads(meta.read_text()).get("base_eval_dir") if meta.exists() else None
+    folder = cfg.profile_dir / "eval" / Path(name).name if name else None  # a name: runs/ may have moved
+    if folder is None or not (folder / "info.json").exists():
         raise MissingArtifact(f"run {run_name!r} has no base-model evaluation on record: run notebook 01 for it")
-    return Path(folder)
+    return folder
 
 
 def evaluation_tables(cfg: Config, run_name: str = "smart") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -192,7 +194,7 @@ def diversity(cfg: Config, figures_dir=None) -> dict:
         sweep = pd.concat(sweeps, ignore_index=True)
         plots.save_figure(plots.diversity_curves(sweep), "diversity_along_training", out, cfg.profile, backend)
         plots.save_figure(plots.quality_diversity_frontier(sweep), "quality_diversity_frontier", out, cfg.profile, backend)
-        plots.save_table(sweep, "diversity_sweep", out, cfg.profile, backend)
+        plots.save_table(sweep.drop(columns=["model_sha256"], errors="ignore"), "diversity_sweep", out, cfg.profile, backend)
         result["sweep"] = sweep
     return result
 
@@ -234,6 +236,9 @@ def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataF
 
 
 GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex")
+# the names this module writes (a figures folder may hold the user's own files too: those stay)
+GENERATED_NAME = re.compile(r"(corpus_summary|base_model_\w+|soundfont_table|fig[2-5]_\w+|training_curves_\w+|"
+                            r"feature_statistics|claims|diversity_\w+|quality_diversity_frontier|listening_\w+)")
 
 
 def study_ratings(cfg: Config) -> tuple[pd.DataFrame, bool] | None:
@@ -263,7 +268,7 @@ def make_all(cfg: Config, figures_dir=None) -> list[str]:
     out = out_dir(cfg, figures_dir)
     if out.is_dir():
         for f in out.iterdir():
-            if f.is_file() and f.suffix in GENERATED_SUFFIXES:
+            if f.is_file() and f.suffix in GENERATED_SUFFIXES and GENERATED_NAME.fullmatch(f.stem):
                 f.unlink()
     made, missing = [], []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .config import Config
 from .data import build_corpus
@@ -26,6 +27,8 @@ def scorer_for(cfg: Config):
     goes to runs/<profile>/reward.json, from which every figure and table takes its axes and stamp."""
     world = world_from_env()
     device = device_for(world, resolve_device(cfg.device))  # under torchrun: this process's GPU
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the package's loaders put the model on the current GPU first
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
@@ -142,13 +145,13 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
     with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
         if not world.distributed:
             run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
-        base_eval = evaluate_model(cfg, base_dir, None, scorer, pool, progress=progress)
+        base_folder = base_eval_dir(cfg, evaluation_key(cfg, base_dir, scorer, cfg.eval_prompts))
+        base_eval = evaluate_model(cfg, base_dir, base_folder, scorer, pool, progress=progress)
         tuned_eval = evaluate_model(cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
                                     progress=progress)
         sweep = diversity_sweep(run_cfg, run.path, base_dir, scorer, pool, progress=progress)
     overlap = prompt_overlap(run.samples()["prompt"], tuned_eval)
-    base_eval_folder = base_eval_dir(cfg, evaluation_key(cfg, base_dir, scorer, cfg.eval_prompts))
-    run.update_meta(eval_prompt_overlap=overlap, base_eval_dir=str(base_eval_folder))
+    run.update_meta(eval_prompt_overlap=overlap, base_eval_dir=base_folder.name)  # a name inside <profile>/eval
     return {"run": run, "base_eval": base_eval, "tuned_eval": tuned_eval, "sweep": sweep, "overlap": overlap}
 
 

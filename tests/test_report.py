@@ -110,12 +110,13 @@ def test_make_all_drops_a_stale_table_it_can_no_longer_make_and_keeps_what_it_ma
     out.mkdir()
     (out / "claims.csv").write_text("claim,verdict\nfrom another profile,agrees\n")
     (out / "notes.txt").write_text("not a figure")
+    (out / "my_own_plot.png").write_bytes(b"a user's file in the same folder")  # not ours: it stays
 
     made = report.make_all(bare, out)
 
     assert made == ["base_model", "training:smart"]
     assert not (out / "claims.csv").exists()
-    assert _made(out) == ({"notes.txt"} | _table("corpus_summary") | _figure("fig2_reward_scatter_smart")
+    assert _made(out) == ({"notes.txt", "my_own_plot.png"} | _table("corpus_summary") | _figure("fig2_reward_scatter_smart")
                           | _figure("training_curves_smart"))
 
 

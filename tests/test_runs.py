@@ -109,3 +109,28 @@ def test_the_evaluation_cache_is_keyed_by_model_and_settings(tiny_cfg, tiny_base
     evaluate_model(longer, tiny_base_model, None, scorer, progress=False)
     other = base_eval_dir(longer, evaluation_key(longer, tiny_base_model, scorer, 2))
     assert other != folder and json.loads((other / "info.json").read_text())["key"]["max_completion_tokens"] == 24
+
+
+def test_a_run_resumes_only_with_the_reward_it_started_with(tiny_cfg, tiny_base_model):
+    from smart_core.grpo import check_reward
+
+    cfg = tiny_cfg.replace(steps=2, checkpoint_every=1)
+    run = train(cfg, "reward_switch", tiny_base_model, progress=False, stop_after_step=1)
+    check_reward(run, run.meta["reward"])  # the same scorer resumes
+    with pytest.raises(RunMismatch, match="started with the standin reward .* would resume with audiobox"):
+        check_reward(run, {"backend": "audiobox", "asset": {"sha256": "0" * 64}})
+
+
+def test_reward_weights_naming_a_missing_axis_are_refused_before_training(tiny_cfg, tiny_base_model):
+    from smart_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reward_weights name CE, which the standin scorer does not produce"):
+        train(tiny_cfg.replace(reward_weights={"CE": 0.1}), "bad_weights", tiny_base_model, progress=False)
+
+
+def test_reproduce_passes_every_user_override_even_the_profiles_own_value():
+    from smart_core.config import Config
+    from smart_core.pipeline import steps
+
+    cfg = Config.from_profile("small").with_cli_overrides(["steps=40"])  # small's own value: still the user's
+    assert all(params["overrides"] == {"steps": 40} for _, _, params in steps(cfg))
