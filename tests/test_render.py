@@ -202,12 +202,17 @@ def test_render_workers_exit_when_their_trainer_is_killed(tmp_path, fixtures):
         "if __name__ == '__main__':\n"
         "    pool = RenderPool(RenderSettings('timgm6mb'), workers=2)\n"
         "    pool.render([sys.argv[1]] * 2)\n"
-        "    print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "    print('WORKERS', *pool._pool._processes, flush=True)\n"
         "    time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, str(script), str(fixtures / "c_major_scale.mid")],
                               stdout=subprocess.PIPE, text=True)
-    workers = [int(p) for p in parent.stdout.readline().split()]
-    assert len(workers) == 2
+    line = ""  # libraries may print their own lines first: read up to ours (or the end, if it died)
+    while not line.startswith("WORKERS"):
+        line = parent.stdout.readline()
+        if not line:
+            break
+    workers = [int(p) for p in line.split()[1:]]
+    assert len(workers) == 2, line
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait(timeout=10)
     deadline = time.time() + 10
