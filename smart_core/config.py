@@ -89,6 +89,7 @@ class Config:
     loss_type: str = "grpo"            # grpo (per-sequence mean) | bnpo (per-token mean) | dr_grpo
     scale_rewards: bool = True         # divide advantages by the group's standard deviation
     grad_clip: float = 1.0             # max gradient norm
+    kl_log_every: int = 1              # with beta = 0: steps between KL-to-reference measurements (no gradient; 0: never)
     checkpoint_every: int = 20         # steps between checkpoints (the last step always gets one)
     audio_every: int = 20              # steps between saved WAVs of the training samples
     prompt_kind: str = "procedural"    # procedural | procedural+note | dataset
@@ -250,7 +251,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
         "corpus_max_pieces")},
     # one completion per prompt has no group to compare against: every advantage is 0 and nothing trains
     "group_size": _at_least(2),
-    **{k: _at_least(0) for k in ("render_workers", "prompt_pool", "beta", "pretrain_warmup", "pretrain_weight_decay")},
+    **{k: _at_least(0) for k in ("render_workers", "prompt_pool", "beta", "pretrain_warmup", "pretrain_weight_decay",
+                                 "kl_log_every")},
     **{k: _POSITIVE for k in ("lr", "pretrain_lr", "pretrain_min_lr", "temperature", "epsilon", "max_seconds",
                               "grad_clip")},
     "val_fraction": _FRACTION, "test_fraction": _FRACTION,

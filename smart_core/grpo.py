@@ -52,6 +52,17 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True,
     return centred.reshape(-1)
 
 
+def k3(ref_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+    """The k3 estimator of KL(pi_theta || pi_ref) per token, its log-ratio clamped to stay finite."""
+    log_ratio = torch.clamp(ref_logprobs - logprobs, -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def k3_kl(ref_logprobs: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean k3 over the completion tokens (mask) of a batch."""
+    return (k3(ref_logprobs, logprobs) * mask).sum() / mask.sum().clamp(min=1)
+
+
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
               advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.04, epsilon: float = 0.2,
               loss_type: str = "grpo", n_sequences: int | None = None, n_tokens: float | None = None,
@@ -70,8 +81,7 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
     if beta != 0.0:
         if ref_logprobs is None:
             raise ValueError("beta != 0 needs ref_logprobs")
-        log_ratio = torch.clamp(ref_logprobs - logprobs, -MAX_LOG_RATIO, MAX_LOG_RATIO)
-        kl = torch.exp(log_ratio) - log_ratio - 1
+        kl = k3(ref_logprobs, logprobs)
         per_token = -(objective - beta * kl)
     else:
         kl = torch.zeros_like(logprobs)
@@ -142,7 +152,7 @@ class GRPOTrainer:
 
             self.trained = DistributedDataParallel(self.policy, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.ref = None
-        if cfg.beta != 0.0:
+        if cfg.beta != 0.0 or cfg.kl_log_every:  # with beta = 0 the reference is only measured against
             self.ref = load_pretrained(base_model_dir, self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.scheduler = linear_schedule(self.optimizer, cfg.steps * cfg.num_iterations)
@@ -179,8 +189,11 @@ class GRPOTrainer:
         n_tokens = float(all_sum(mask.sum(), world, self.device))
         padded_length = all_max(mask.size(1), world, self.device)
         ref_logprobs = old_logprobs = None
+        # the KL is in the loss when beta != 0; with beta = 0 it is measured every kl_log_every steps
+        # (the run where drift matters most), without gradient
+        measure_kl = cfg.beta != 0.0 or (cfg.kl_log_every and step % cfg.kl_log_every == 0)
         with torch.no_grad(), autocast(self.device, cfg.precision):
-            if self.ref is not None:
+            if self.ref is not None and measure_kl:
                 ref_logprobs = token_logprobs(self.ref, prompt_ids, completions, cfg.temperature)
             if cfg.num_iterations > 1:  # with one update pi_old == pi_theta: reuse the live pass
                 old_logprobs = token_logprobs(self.policy, prompt_ids, completions, cfg.temperature)
@@ -189,7 +202,7 @@ class GRPOTrainer:
                 logprobs, entropy = token_logprobs(self.trained, prompt_ids, completions, cfg.temperature,
                                                    with_entropy=True)
             loss, stats = grpo_loss(logprobs.float(), (old_logprobs if old_logprobs is not None else logprobs.detach()).float(),
-                                    None if ref_logprobs is None else ref_logprobs.float(), advantages, mask,
+                                    None if ref_logprobs is None or cfg.beta == 0.0 else ref_logprobs.float(), advantages, mask,
                                     cfg.beta, cfg.epsilon, cfg.loss_type, n_sequences=cfg.completions_per_step,
                                     n_tokens=n_tokens, padded_length=padded_length)
             self.optimizer.zero_grad(set_to_none=True)
@@ -203,6 +216,8 @@ class GRPOTrainer:
 
         # token-weighted statistics of the whole step
         local_tokens = mask.sum().clamp(min=1)
+        if ref_logprobs is not None and cfg.beta == 0.0:
+            stats["kl"] = float(k3_kl(ref_logprobs.float(), logprobs.detach().float(), mask))
         totals = all_sum(torch.stack([loss.detach().double(), *(torch.as_tensor(stats[k], dtype=torch.float64) * local_tokens
                                                                   for k in ("kl", "clip_fraction", "ratio_mean")),
                                       (entropy.detach() * mask).sum().double()]).to(self.device), world, self.device)
@@ -220,7 +235,7 @@ class GRPOTrainer:
             "step": step + 1, "loss": float(totals[0]), "reward_mean": float(reward.mean()),
             "reward_std": float(reward.std(ddof=1)) if len(reward) > 1 else 0.0,
             "frac_zero_std_groups": float((reward.reshape(-1, G).std(1) == 0).mean()),
-            "kl": float(totals[1] / n_tokens) if cfg.beta != 0.0 else float("nan"),
+            "kl": float(totals[1] / n_tokens) if ref_logprobs is not None else float("nan"),
             "clip_fraction": float(totals[2] / n_tokens), "ratio_mean": float(totals[3] / n_tokens),
             "entropy": float(totals[4] / max(n_tokens, 1.0)),
             "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],

@@ -26,24 +26,33 @@ from .soundfonts import SoundFontNotFound, resolve_soundfont
 def note_events(midi, max_beats: int = 100, max_seconds: float = 10.0) -> np.ndarray:
     """Notes cropped to max_beats beats and max_seconds, as a float array [n, 4]: start s, end s,
     pitch, velocity; sorted by start. Drum tracks are ignored."""
+    return timed_notes(midi, max_beats, max_seconds)[0]
+
+
+def timed_notes(midi, max_beats: int = 100, max_seconds: float = 10.0) -> tuple[np.ndarray, float]:
+    """(note_events, the end in seconds of the piece cropped to max_beats). The end counts every
+    note of the crop, also those starting after max_seconds: the paper renders the piece's length
+    capped at max_seconds, and a piece that goes on past it fills the whole window."""
     score = as_score(midi)
     limit_ticks = max_beats * score.ticks_per_quarter
     seconds = score.to("second")
-    rows = []
+    rows, piece_end = [], 0.0
     for track_ticks, track_sec in zip(score.tracks, seconds.tracks):
         if track_ticks.is_drum:
             continue
         for nt, ns in zip(track_ticks.notes, track_sec.notes):
-            if nt.time >= limit_ticks or ns.time >= max_seconds or nt.duration <= 0:
+            if nt.time >= limit_ticks or nt.duration <= 0:
                 continue
             end_tick = min(nt.time + nt.duration, limit_ticks)
             # seconds of the cropped end: scale the note's seconds duration by the kept tick fraction
             end = ns.time + ns.duration * (end_tick - nt.time) / nt.duration
-            rows.append((ns.time, min(end, max_seconds), nt.pitch, nt.velocity))
+            piece_end = max(piece_end, end)
+            if ns.time < max_seconds:
+                rows.append((ns.time, min(end, max_seconds), nt.pitch, nt.velocity))
     if not rows:
-        return np.zeros((0, 4))
+        return np.zeros((0, 4)), piece_end
     events = np.asarray(rows, dtype=np.float64)
-    return events[np.lexsort((events[:, 2], events[:, 0]))]
+    return events[np.lexsort((events[:, 2], events[:, 0]))], piece_end
 
 
 def play_events(events: np.ndarray, n_samples: int, sample_rate: int, write, noteon, noteoff) -> None:
@@ -63,9 +72,12 @@ def play_events(events: np.ndarray, n_samples: int, sample_rate: int, write, not
     write(cursor, n_samples)
 
 
-def clip_seconds(events: np.ndarray, max_seconds: float) -> float:
-    """The MIDI's length (last note end) capped at max_seconds; 1 s for an empty clip."""
-    return 1.0 if len(events) == 0 else float(min(max_seconds, events[:, 1].max()))
+def clip_seconds(events: np.ndarray, max_seconds: float, piece_end: float | None = None) -> float:
+    """The piece's length (its last note's end: `piece_end` from timed_notes, else the events') capped
+    at max_seconds; 1 s for an empty clip."""
+    if len(events) == 0:
+        return 1.0
+    return float(min(max_seconds, events[:, 1].max() if piece_end is None else piece_end))
 
 
 def peak_normalise(audio: np.ndarray, in_place: bool = False) -> np.ndarray:
@@ -163,8 +175,8 @@ class FluidRenderer:
         return out.T.copy()
 
     def render(self, midi, max_seconds: float = 10.0, max_beats: int = 100, normalise: bool = True) -> np.ndarray:
-        events = note_events(midi, max_beats, max_seconds)
-        audio = self.render_events(events, clip_seconds(events, max_seconds))
+        events, piece_end = timed_notes(midi, max_beats, max_seconds)
+        audio = self.render_events(events, clip_seconds(events, max_seconds, piece_end))
         return peak_normalise(audio, in_place=True) if normalise else audio
 
 

@@ -156,3 +156,16 @@ def test_changed_config_refuses_to_resume(tiny_cfg, tiny_base_model):
     train(base, "fixed", tiny_base_model, progress=False, stop_after_step=1)
     with pytest.raises(ValueError, match="different config"):
         train(base.replace(beta=0.5), "fixed", tiny_base_model, progress=False)
+
+
+def test_beta_zero_runs_measure_their_kl_without_training_on_it(tiny_cfg, tiny_base_model):
+    """The paper's beta = 0 run drifts the most: its KL to the reference is logged too (no gradient)."""
+    cfg = tiny_cfg.replace(steps=3, checkpoint_every=3, beta=0.0, kl_log_every=2)
+    kl = train(cfg, "beta0_kl", tiny_base_model, progress=False).steps()["kl"].tolist()
+    assert kl[0] == 0.0  # step 1 measures the reference against itself
+    assert math.isnan(kl[1]) and kl[2] > 0  # measured every 2nd step; after two updates the policy has moved
+    unmeasured = train(cfg.replace(kl_log_every=0), "beta0_nokl", tiny_base_model, progress=False).steps()
+    assert unmeasured["kl"].isna().all()
+    # the measurement does not change training: same rewards, same losses
+    pd.testing.assert_series_equal(unmeasured["loss"], train(cfg, "beta0_kl", tiny_base_model, progress=False)
+                                   .steps()["loss"])

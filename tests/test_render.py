@@ -229,3 +229,20 @@ def _state(pid: int) -> str:
             return next((line for line in f if line.startswith("State:")), "").lower()
     except OSError:
         return "zombie"
+
+
+def test_a_piece_that_goes_on_past_the_window_fills_it(renderer):
+    """The paper's rule: the piece's length capped at 10 s. Its last note starting before 10 s ends at
+    9.5 s, but the piece goes on (a note at 12 s): the clip is 10 s, not 9.5 s."""
+    score = symusic.Score(480)
+    track = symusic.Track(program=0)
+    for start, duration in [(0, 9 * 960 + 480), (12 * 960, 480)]:  # 120 bpm: 960 ticks per second
+        track.notes.append(symusic.Note(start, duration, 60, 80))
+    score.tracks.append(track)
+    score.tempos.append(symusic.Tempo(0, 120.0))
+    assert renderer.render(score).shape[1] == 10 * 48_000
+    short = symusic.Score(480)
+    short.tempos.append(symusic.Tempo(0, 120.0))
+    short.tracks.append(symusic.Track(program=0))
+    short.tracks[0].notes.append(symusic.Note(0, 6 * 960, 60, 80))
+    assert renderer.render(short).shape[1] == 6 * 48_000  # a shorter piece keeps its own length
