@@ -45,10 +45,6 @@ def reward_axis(cfg: Config) -> str:
     return scorer_record(cfg)["primary_axis"]
 
 
-def score_axes(cfg: Config) -> list[str]:
-    return list(scorer_record(cfg)["axes"])
-
-
 def run_label(cfg: Config, name: str) -> str:
     r = cfg.runs.get(name, {})
     return f"{name}: {r.get('steps', cfg.steps)} steps, beta {r.get('beta', cfg.beta)}"
