@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .assets import resolve_base_model, sha256_of
 from .config import Config
 from .prompts import DIVERSITY_SEED_OFFSET, Stream, evaluation_prompts, generator, stream_seed
 from .model import load_pretrained
@@ -44,15 +45,11 @@ EVAL_KEYS = ("seed", "prompt_kind", "max_completion_tokens", "temperature", "pre
 def evaluation_key(cfg: Config, model_dir: str | Path, scorer, n_prompts: int) -> dict:
     """Everything an evaluation set is a function of: the model (its weights' sha256), the sampling,
     rendering and reward settings, and the scorer (its backend and weights)."""
-    from .assets import resolve_base_model
-
     model = resolve_base_model(str(model_dir)).provenance()
     reward = scorer.describe()
     key = {"model_sha256": model["sha256"], "n_prompts": n_prompts, **{k: getattr(cfg, k) for k in EVAL_KEYS},
            "reward_backend": reward["backend"], "reward_weights_file": reward.get("asset", {}).get("sha256")}
     if cfg.prompt_kind == "dataset":  # the prompts come from the corpus's test split: its tokens are an input
-        from .assets import sha256_of
-
         key["test_split_sha256"] = sha256_of(Path(cfg.corpus_dir) / "tokens-test.npz")
     return key
 
@@ -125,27 +122,19 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
     so within- and between-prompt distances exist. Cached in <run>/eval/diversity/sweep.parquet."""
     n_prompts = max(1, min(4, cfg.diversity_samples // 2))
     from .diversity import diversity_report
-    from .runs import RunDir
-
-    from .assets import resolve_base_model
+    from .runs import RunDir, read_keyed, write_keyed
 
     run = RunDir(run_dir)
     cache = run.eval_dir("diversity") / "sweep.parquet"
-    key = {**evaluation_key(cfg, base_model_dir, scorer, n_prompts * max(2, cfg.diversity_samples // n_prompts)),
-           "diversity_samples": cfg.diversity_samples}
-    sidecar = cache.with_suffix(".json")
-    fresh = cache.exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key
-    done = pd.read_parquet(cache) if fresh else pd.DataFrame()
     per_prompt = max(2, cfg.diversity_samples // n_prompts)
+    key = {**evaluation_key(cfg, base_model_dir, scorer, n_prompts * per_prompt), "diversity_samples": cfg.diversity_samples}
+    done = read_keyed(cache, key)
     prompts = [p for p in evaluation_prompts(cfg, n_prompts) for _ in range(per_prompt)]
     points = [(0, Path(base_model_dir))] + [(s, f) for s, f in run.checkpoints() if s <= cfg.steps]
     shas = {step: resolve_base_model(str(folder)).provenance()["sha256"] for step, folder in points}
     # a row counts only for the very checkpoint it sampled (a retrained run has other weights)
-    rows = [] if done.empty else [r for r in done.to_dict("records") if shas.get(r["step"]) == r.get("model_sha256")]
+    rows = [] if done is None else [r for r in done.to_dict("records") if shas.get(r["step"]) == r.get("model_sha256")]
     seen = {r["step"] for r in rows}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if not fresh:
-        sidecar.write_text(json.dumps({"key": key}, indent=1))
     for step, folder in tqdm(points, desc=f"diversity {run.path.name}", disable=not progress):
         if step in seen:
             continue
@@ -155,7 +144,7 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
         report = diversity_report(tokens, midis, list(table["prompt"]))
         rows.append({"run": run.path.name, "step": step, "reward_mean": float(table["reward"].mean()),
                      "n_notes_mean": float(table["n_notes"].mean()), **report, "model_sha256": shas[step]})
-        pd.DataFrame(rows).sort_values("step").to_parquet(cache, index=False)
+        write_keyed(pd.DataFrame(rows).sort_values("step"), cache, key)  # after every checkpoint: resumable
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

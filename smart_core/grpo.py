@@ -58,11 +58,6 @@ def k3(ref_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
-def k3_kl(ref_logprobs: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean k3 over the completion tokens (mask) of a batch."""
-    return (k3(ref_logprobs, logprobs) * mask).sum() / mask.sum().clamp(min=1)
-
-
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
               advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.04, epsilon: float = 0.2,
               loss_type: str = "grpo", n_sequences: int | None = None, n_tokens: float | None = None,
@@ -78,14 +73,11 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv
     objective = torch.min(unclipped, clipped)
-    if beta != 0.0:
-        if ref_logprobs is None:
-            raise ValueError("beta != 0 needs ref_logprobs")
-        kl = k3(ref_logprobs, logprobs)
-        per_token = -(objective - beta * kl)
-    else:
-        kl = torch.zeros_like(logprobs)
-        per_token = -objective
+    if beta != 0.0 and ref_logprobs is None:
+        raise ValueError("beta != 0 needs ref_logprobs")
+    # the KL is measured whenever the reference is given (with beta = 0 it is logged, not trained on)
+    kl = k3(ref_logprobs, logprobs) if ref_logprobs is not None else None
+    per_token = -(objective - beta * kl) if beta != 0.0 else -objective
 
     local_tokens = mask.sum().clamp(min=1)
     batch = n_sequences or mask.size(0)
@@ -100,8 +92,8 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
 
     with torch.no_grad():
         is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
-        stats = {  # means over this batch's tokens; with beta = 0 no KL is computed: NaN, not a misleading 0
-            "kl": float((kl * mask).sum() / local_tokens) if beta != 0.0 else float("nan"),
+        stats = {  # means over this batch's tokens; without a reference no KL is measured: NaN, not a misleading 0
+            "kl": float((kl * mask).sum() / local_tokens) if kl is not None else float("nan"),
             "clip_fraction": float((is_clipped.float() * mask).sum() / local_tokens),
             "ratio_mean": float((ratio * mask).sum() / local_tokens),
         }
@@ -202,7 +194,7 @@ class GRPOTrainer:
                 logprobs, entropy = token_logprobs(self.trained, prompt_ids, completions, cfg.temperature,
                                                    with_entropy=True)
             loss, stats = grpo_loss(logprobs.float(), (old_logprobs if old_logprobs is not None else logprobs.detach()).float(),
-                                    None if ref_logprobs is None or cfg.beta == 0.0 else ref_logprobs.float(), advantages, mask,
+                                    None if ref_logprobs is None else ref_logprobs.float(), advantages, mask,
                                     cfg.beta, cfg.epsilon, cfg.loss_type, n_sequences=cfg.completions_per_step,
                                     n_tokens=n_tokens, padded_length=padded_length)
             self.optimizer.zero_grad(set_to_none=True)
@@ -216,8 +208,6 @@ class GRPOTrainer:
 
         # token-weighted statistics of the whole step
         local_tokens = mask.sum().clamp(min=1)
-        if ref_logprobs is not None and cfg.beta == 0.0:
-            stats["kl"] = float(k3_kl(ref_logprobs.float(), logprobs.detach().float(), mask))
         totals = all_sum(torch.stack([loss.detach().double(), *(torch.as_tensor(stats[k], dtype=torch.float64) * local_tokens
                                                                   for k in ("kl", "clip_fraction", "ratio_mean")),
                                       (entropy.detach() * mask).sum().double()]).to(self.device), world, self.device)

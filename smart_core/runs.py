@@ -38,6 +38,23 @@ TRACKED_PACKAGES = ("torch", "transformers", "miditok", "symusic", "pyfluidsynth
                     "numpy", "pandas", "scipy", "statsmodels", "papermill", "trl")
 
 
+def read_keyed(path: Path, key: dict) -> pd.DataFrame | None:
+    """The parquet at path if its sidecar (path.json) records `key`, else None: a cached table made
+    from other inputs, or left half-written, is never reused."""
+    sidecar = Path(path).with_suffix(".json")
+    if Path(path).exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key:
+        return pd.read_parquet(path)
+    return None
+
+
+def write_keyed(table: pd.DataFrame, path: Path, key: dict) -> pd.DataFrame:
+    """Write a table and, last (so it marks the table complete), the key it was made from."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path, index=False)
+    Path(path).with_suffix(".json").write_text(json.dumps({"key": key}, indent=1))
+    return table
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,

@@ -18,7 +18,7 @@ from .model import get_base_model, model_card
 from .render_pool import RenderPool, RenderSettings
 from .soundfonts import available_soundfonts
 from .reward import default_weights, load_scorer
-from .runs import RunDir
+from .runs import RunDir, read_keyed, write_keyed
 from .runtime import resolve_device, use_bf16
 
 
@@ -39,20 +39,6 @@ def scorer_for(cfg: Config):
     return scorer
 
 
-def _cached(path: Path, key: dict):
-    """The parquet at path if its sidecar key matches `key`, else None (stale or partial)."""
-    sidecar = path.with_suffix(".json")
-    if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key:
-        return pd.read_parquet(path)
-    return None
-
-
-def _store(table: pd.DataFrame, path: Path, key: dict) -> pd.DataFrame:
-    table.to_parquet(path, index=False)
-    path.with_suffix(".json").write_text(json.dumps({"key": key}, indent=1))  # last: marks it complete
-    return table
-
-
 def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: RenderPool | None = None) -> pd.DataFrame:
     """cfg.unconditional_samples samples from [BOS] alone, decoded, rendered and scored with the run's
     scorer; saved with MIDI in runs/<profile>/base_model/samples/."""
@@ -64,7 +50,7 @@ def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: R
     path = cfg.base_model_dir / "unconditional_samples.parquet"
     key = {"model_sha256": model_sha256, "n": n, "seed": cfg.seed, "reward": scorer.describe().get("asset", scorer.name),
            **{k: getattr(cfg, k) for k in ("max_completion_tokens", "temperature", "soundfont", "max_seconds")}}
-    cached = _cached(path, key)
+    cached = read_keyed(path, key)
     if cached is not None:
         return cached
     own = pool is None
@@ -82,7 +68,7 @@ def unconditional_samples(cfg: Config, model, model_sha256: str, scorer, pool: R
     table["midi_path"] = [str(folder / f"{i:03d}.mid") for i in range(n)]
     for p, data in zip(table["midi_path"], ro.midi):
         Path(p).write_bytes(data)
-    return _store(table, path, key)
+    return write_keyed(table, path, key)
 
 
 def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
@@ -94,7 +80,7 @@ def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
     path = cfg.profile_dir / "soundfonts.parquet"
     key = {"pieces": [p.name for p in pieces], "fonts": sorted(fonts), "reward": scorer.describe().get("asset", scorer.name),
            "sample_rate": cfg.sample_rate, "renderer": cfg.renderer}
-    cached = _cached(path, key)
+    cached = read_keyed(path, key)
     if cached is not None:
         return cached
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +97,7 @@ def soundfont_table(cfg: Config, corpus, scorer) -> pd.DataFrame:
         if scorer.average_axes:
             row["average"] = float(np.mean([row[a] for a in scorer.average_axes]))
         rows.append(row)
-    return _store(pd.DataFrame(rows), path, key)
+    return write_keyed(pd.DataFrame(rows), path, key)
 
 
 def base_model_stage(cfg: Config, progress: bool = True) -> dict:
