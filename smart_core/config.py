@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,16 @@ class Config:
     temperature: float = 1.0           # sampling temperature (no top-k, no top-p)
     max_completion_tokens: int = 256   # completion budget; a completion without EOS is truncated
     num_iterations: int = 1            # policy updates per batch of completions (1: ratio = 1 in value)
-    loss_type: str = "grpo"            # grpo (per-sequence mean) | bnpo (per-token mean) | dr_grpo
-    scale_rewards: bool = True         # divide advantages by the group's standard deviation
+    # grpo (per-sequence mean) | bnpo (per-token mean) | dr_grpo (sum / (completions x max_completion_tokens),
+    # a constant as in Dr. GRPO and TRL; before issue 16 it divided by the batch's padded length)
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"       # advantages / the group's std (group, the paper) | the step's std (batch) | none
+    importance_sampling_level: str = "token"  # ratio per token (the paper) | sequence (GSPO: geometric mean, one clip)
+    mask_truncated_completions: bool = False  # completions without EOS get no loss weight and are not loss tokens
+    entropy_coef: float = 0.0          # loss -= entropy_coef x the loss tokens' mean entropy (0: no bonus)
+    # lambda of the group diversity bonus: reward - lambda x mean cosine similarity of a sample's
+    # profile (smart_core.diversity.profile) to its group's others, before the advantages (0: off)
+    group_diversity_bonus: float = 0.0
     grad_clip: float = 1.0             # max gradient norm
     kl_log_every: int = 1              # with beta = 0: steps between KL-to-reference measurements (no gradient; 0: never)
     checkpoint_every: int = 20         # steps between checkpoints (the last step always gets one)
@@ -103,6 +112,10 @@ class Config:
     unconditional_samples: int = 32    # base-model samples from [BOS] alone (notebook 00)
     soundfont_pieces: int = 10         # corpus pieces in the SoundFont table (the paper's: 10, 100 beats, 10 s)
     diversity_samples: int = 128       # samples per checkpoint for the diversity-along-training curves
+    diversity_bootstrap: int = 200     # bootstrap resamples (of samples, within prompts) for the diversity intervals
+    # Training seeds of the `smart` run and its base-model evaluation: seed, seed + 1, ... (the paper
+    # trained one). Replicate k > 0 is the run `smart_seed<seed + k>`; claims and curves pool over them.
+    replicates: int = 1
     listening_prompts: int = 15        # prompts of the listening study (x 2 systems)
     listening_max_attempts: int = 20   # regenerations per stimulus until the paper's filters hold
     power_simulations: int = 200       # simulated studies per point of the power curve
@@ -144,11 +157,23 @@ class Config:
 
     def for_run(self, run_name: str) -> "Config":
         """The config of one of the named runs (e.g. 'smart', 'long', 'long_beta0'): the profile's
-        preset for that run, except for keys the user set, which always win."""
+        preset for that run, except for keys the user set, which always win. A replicate
+        ('smart_seed1') is its run's config with its own seed (its identity, so it wins too)."""
+        replicate = REPLICATE_RE.fullmatch(run_name)
+        if replicate and replicate.group(1) in self.runs:
+            return self.for_run(replicate.group(1))._replaced({"seed": int(replicate.group(2))})
         if run_name not in self.runs:
             return self
         preset = {k: v for k, v in self.runs[run_name].items() if k not in self.user_keys}
         return self._replaced(preset)
+
+    def replicate_runs(self) -> list[str]:
+        """The replicated run and its replicates, by seed: smart, smart_seed<seed+1>, ... (`replicates` in all)."""
+        return [REPLICATED_RUN] + [f"{REPLICATED_RUN}_seed{self.seed + k}" for k in range(1, self.replicates)]
+
+    def all_runs(self) -> list[str]:
+        """Every run a pipeline trains, in order: the named runs, each replicate right after its run."""
+        return [r for name in self.runs for r in (self.replicate_runs() if name == REPLICATED_RUN else [name])]
 
     def with_cli_overrides(self, pairs: list[str]) -> "Config":
         """Apply `key=value` strings. Text fields take the text as it is; other fields parse it as
@@ -193,7 +218,10 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        return cls(**json.loads(Path(path).read_text()))
+        stored = json.loads(Path(path).read_text())
+        if isinstance(stored.get("scale_rewards"), bool):  # a bool until issue 16: true -> group, false -> none
+            stored["scale_rewards"] = "group" if stored["scale_rewards"] else "none"
+        return cls(**stored)
 
     def differences(self, other: "Config") -> dict[str, tuple[Any, Any]]:
         """key -> (self's value, other's value) for every key that changes what a run computes
@@ -221,15 +249,22 @@ class Config:
         return self.prompts_per_step * self.group_size
 
 
-# Keys that change how fast a run goes, not what it computes (parallel rendering is order-preserving
-# and bit-identical; runs_dir only moves the folder).
-EXECUTION_ONLY = frozenset({"render_workers", "runs_dir"})
+# The run repeated over seeds (`replicates`), and the folder names of its replicates
+REPLICATED_RUN = "smart"
+REPLICATE_RE = re.compile(r"(\w+?)_seed(\d+)")
+
+# Keys that do not change what a run computes: how fast it goes (parallel rendering is order-preserving
+# and bit-identical), where it lives (runs_dir), and pipeline-level settings read outside the run
+# (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key).
+EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap"})
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
     "reward_backend": ("auto", "audiobox", "standin"),  # reward.SCORERS plus auto (a test keeps them equal)
     "renderer": ("fluidsynth", "tinysoundfont"),
     "loss_type": ("grpo", "bnpo", "dr_grpo"),
+    "scale_rewards": ("group", "batch", "none"),
+    "importance_sampling_level": ("token", "sequence"),
     "prompt_kind": ("procedural", "procedural+note", "dataset"),
     "precision": ("auto", "fp32", "bf16"),
 }
@@ -245,14 +280,14 @@ _RANGES: dict[str, tuple[Any, str]] = {
     **{k: _at_least(1) for k in (
         "steps", "prompts_per_step", "checkpoint_every", "audio_every", "max_completion_tokens", "num_iterations",
         "eval_prompts", "eval_batch", "diversity_samples", "listening_prompts", "listening_max_attempts",
-        "power_simulations", "unconditional_samples", "soundfont_pieces", "n_layer", "hidden_size",
+        "power_simulations", "unconditional_samples", "replicates", "soundfont_pieces", "n_layer", "hidden_size",
         "intermediate_size", "n_head", "max_positions", "crop_tokens", "pretrain_steps", "pretrain_batch",
         "pretrain_eval_every", "pretrain_eval_batches", "pretrain_patience", "sample_rate", "max_beats",
         "corpus_max_pieces")},
     # one completion per prompt has no group to compare against: every advantage is 0 and nothing trains
     "group_size": _at_least(2),
     **{k: _at_least(0) for k in ("render_workers", "prompt_pool", "beta", "pretrain_warmup", "pretrain_weight_decay",
-                                 "kl_log_every")},
+                                 "kl_log_every", "diversity_bootstrap", "entropy_coef", "group_diversity_bonus")},
     **{k: _POSITIVE for k in ("lr", "pretrain_lr", "pretrain_min_lr", "temperature", "epsilon", "max_seconds",
                               "grad_clip")},
     "val_fraction": _FRACTION, "test_fraction": _FRACTION,
@@ -314,7 +349,7 @@ _PROFILE_DIFFS: dict[str, dict[str, Any]] = {
         soundfont="timgm6mb", max_seconds=4.0, max_beats=16, render_workers=2, reward_backend="auto",
         steps=4, prompts_per_step=2, group_size=4, lr=1e-3, max_completion_tokens=48, checkpoint_every=2,
         audio_every=2, eval_prompts=8, diversity_samples=8, listening_prompts=2, listening_max_attempts=2,
-        power_simulations=10, compare_soundfonts=False,
+        power_simulations=10, compare_soundfonts=False, replicates=2,
         runs={"smart": {"steps": 4, "beta": 0.04}, "long": {"steps": 6, "beta": 0.04},
               "long_beta0": {"steps": 6, "beta": 0.0}},
     ),
@@ -324,8 +359,10 @@ _PROFILE_DIFFS: dict[str, dict[str, Any]] = {
         base_model="", hidden_size=192, intermediate_size=768, n_head=4, crop_tokens=256, pretrain_steps=600,
         pretrain_batch=16, pretrain_lr=1e-3, pretrain_warmup=50, pretrain_eval_every=100, pretrain_eval_batches=8,
         pretrain_patience=5, reward_backend="auto",
-        steps=40, prompts_per_step=2, lr=3e-4, max_completion_tokens=128, checkpoint_every=10, eval_prompts=96,
-        diversity_samples=24, listening_max_attempts=8, power_simulations=100,
+        # the paper's completion shape (256 tokens, G = 8) with half its prompts per step; lr 3e-4, not the
+        # paper's 1e-4: 40 steps x 16 completions are a tenth of the paper's samples (no lr pilot at 256 tokens yet)
+        steps=40, prompts_per_step=2, lr=3e-4, checkpoint_every=10, eval_prompts=96,
+        diversity_samples=24, listening_max_attempts=8, power_simulations=100, replicates=3,
         runs={"smart": {"steps": 40, "beta": 0.04}, "long": {"steps": 100, "beta": 0.04},
               "long_beta0": {"steps": 100, "beta": 0.0}},
     ),

@@ -11,6 +11,24 @@ then, per completion token t (ratio = pi_theta / pi_old, KL the k3 estimator aga
 
 With one policy update per batch (num_iterations = 1) pi_old = pi_theta, so ratio = 1 in value
 and only its gradient matters; the reference pass is skipped when beta = 0.
+
+The loss is built from named pieces. Each design choice against the collapse (issue 16) is off by
+default, so the paper's runs do not change, and sits where TRL 1.16.0 puts it
+(trl/trainer/grpo_trainer.py, cited "TRL:<line>"; grpo_config.py, cited "TRL config:<line>"):
+
+    reward       r_i; with group_diversity_bonus = lambda > 0,
+                 r_i - lambda * mean_{j != i in the group} cos(profile_i, profile_j)    (ours, not TRL's)
+    advantages   group_advantages: r - group mean, divided by the group's std (scale_rewards=group, the
+                 paper), by the std of every reward of the step (batch) or by nothing (none)   TRL:2765-2788
+    ratio        importance_ratio: per token (the paper), or per sequence (GSPO: the geometric mean of
+                 the completion's token ratios, one ratio and so one clip per completion)        TRL:3083-3095
+    objective    clipped_objective: min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)           TRL:3112-3120
+    KL           k3, added per token with weight beta                                           TRL:3098-3101, 3149-3150
+    loss mask    completion tokens; with mask_truncated_completions, none of a completion that
+                 has no EOS (in every term, and not counted as loss tokens)                     TRL:2487-2492
+    normaliser   normalise: grpo (each completion's token mean, then / completions), bnpo (/ loss
+                 tokens), dr_grpo (/ completions x max_completion_tokens, a constant)           TRL:3153-3164
+    entropy      loss -= entropy_coef * the loss tokens' mean entropy, whatever the loss_type   TRL:3186-3211
 """
 
 from __future__ import annotations
@@ -19,6 +37,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -32,24 +51,75 @@ from .reward import default_weights, load_scorer
 from .rollout import generate_and_score
 from .runs import RunDir
 from .sampling import token_logprobs
-from .distributed import SINGLE, World, all_max, all_sum, barrier, device_for, gather_to_main, init, my_groups, world_from_env
+from .distributed import SINGLE, World, all_sum, barrier, device_for, gather_to_main, init, my_groups, world_from_env
 from .prompts import generator, group_seed, held_out_ids, training_prompts
 
 MAX_LOG_RATIO = 20.0  # exp(20) ~ 5e8: the KL estimate stays finite however far the policy drifts
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
-    """(r - group mean) / (group std + eps) over consecutive groups of `group_size` (unbiased std).
+SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
-    A group whose rewards are all equal gets zeros (its std is 0, the numerator is 0)."""
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str | bool = "group", eps: float = 1e-4,
+                     batch_std: float | None = None) -> torch.Tensor:
+    """r - its group's mean over consecutive groups of `group_size`, then scaled (TRL:2765-2788):
+
+    scale="group": / (the group's std + eps), the paper; "batch": / (the std of every reward of the
+    step + eps), the group mean still centring (TRL's "batch"; `batch_std` gives that std when this
+    process holds only a share of the step); "none": not scaled (Dr. GRPO). True / False are read
+    as group / none, as TRL config:1078 does. Stds are unbiased (TRL's nanstd).
+    A group whose rewards are all equal gets zeros (its numerator is 0) under every scaling."""
+    if isinstance(scale, bool):
+        scale = "group" if scale else "none"
+    if scale not in SCALE_REWARDS:
+        raise ValueError(f"unknown scale_rewards {scale!r}; use {', '.join(SCALE_REWARDS)}")
     if rewards.ndim != 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} values, got {tuple(rewards.shape)}")
     grouped = rewards.view(-1, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
-    if scale:
+    if scale == "group":
         std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centred[:, :1])
         centred = centred / (std + eps)
+    elif scale == "batch":
+        if batch_std is None:
+            std = rewards.std() if rewards.numel() > 1 else torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+        else:
+            std = torch.as_tensor(batch_std, dtype=rewards.dtype, device=rewards.device)
+        centred = centred / (std + eps)
     return centred.reshape(-1)
+
+
+def profile_similarity(profiles: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every pair of profile vectors [n, d] -> [n, n]. Two empty pieces (zero
+    vectors) count as identical (1), an empty and a non-empty one as unrelated (0): a group that
+    collapses to silence is as uniform as any other collapsed group."""
+    x = np.asarray(profiles, dtype=float)
+    norms = np.linalg.norm(x, axis=1)
+    unit = x / np.where(norms > 0, norms, 1.0)[:, None]
+    sim = unit @ unit.T
+    empty = norms == 0
+    sim[np.ix_(empty, empty)] = 1.0
+    return sim
+
+
+def group_diversity_bonus(midis: list, group_size: int, coef: float) -> np.ndarray:
+    """-coef * mean_{j != i in i's group} cos(profile_i, profile_j) per sample: the term
+    group_diversity_bonus adds to each reward before the group normalisation (ours; TRL has none).
+
+    profile: smart_core.diversity.profile, the pitch-class and onset-position histograms behind the
+    pairwise-distance and Vendi-on-profiles metrics, of the sample's MIDI as those metrics see it
+    (prompt + completion). Profiles are non-negative, so the term lies in [-coef, 0]: -coef for a
+    group of identical pieces (the largest penalty), 0 for pieces with disjoint histograms."""
+    from .diversity import profile
+
+    if group_size < 2 or len(midis) % group_size:
+        raise ValueError(f"{len(midis)} samples do not split into groups of {group_size} (at least 2)")
+    out = np.zeros(len(midis))
+    for start in range(0, len(midis), group_size):
+        sim = profile_similarity(np.stack([profile(m) for m in midis[start:start + group_size]]))
+        out[start:start + group_size] = -coef * (sim.sum(1) - np.diag(sim)) / (group_size - 1)
+    return out
 
 
 def k3(ref_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
@@ -58,39 +128,98 @@ def k3(ref_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
-def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
-              advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.04, epsilon: float = 0.2,
-              loss_type: str = "grpo", n_sequences: int | None = None, n_tokens: float | None = None,
-              padded_length: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate with a k3 KL penalty. All per-token tensors are [B, T]; advantages [B].
+def importance_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor,
+                     level: str = "token") -> torch.Tensor:
+    """pi_theta / pi_old (TRL:3083-3095). level="token": one ratio per token, [B, T] (the paper).
+    level="sequence" (GSPO): exp of the mean log-ratio over the completion's tokens, i.e. the
+    geometric mean of its token ratios, [B, 1]; the gradient flows through every token of it.
+    GSPO's own setup is loss_type=grpo: with bnpo or dr_grpo a completion's ratio counts once per
+    token (TRL:928-934 warns of it)."""
+    log_ratio = logprobs - old_logprobs
+    if level == "token":
+        return torch.exp(log_ratio)
+    if level == "sequence":
+        log_ratio = log_ratio.masked_fill(mask == 0, 0.0)  # padding values never matter
+        return torch.exp(log_ratio.sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1))
+    raise ValueError(f"unknown importance_sampling_level {level!r}; use {', '.join(IMPORTANCE_SAMPLING_LEVELS)}")
 
-    n_sequences, n_tokens, padded_length: the whole step's batch size, token count and padded length
-    when this process holds only a share of it (torchrun); None means this batch is the whole step.
-    With them, the shares' losses add up to the whole batch's loss for every loss_type."""
-    mask = mask.to(logprobs.dtype)
-    ratio = torch.exp(logprobs - old_logprobs)
+
+def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) (TRL:3112-3120): [B, T], or [B, 1] with
+    per-sequence ratios (one clip per completion)."""
     adv = advantages[:, None]
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv
-    objective = torch.min(unclipped, clipped)
+    return torch.min(unclipped, clipped)
+
+
+def _token_count(mask: torch.Tensor, n_tokens: float | None):
+    return mask.sum().clamp(min=1) if n_tokens is None else max(float(n_tokens), 1.0)
+
+
+def normalise(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, n_sequences: int | None = None,
+              n_tokens: float | None = None, max_completion_tokens: int | None = None) -> torch.Tensor:
+    """The loss from per-token losses ([B, T], or [B, 1] broadcast over the tokens) and the loss mask
+    (TRL:3153-3164). grpo: each completion's mean over its loss tokens, summed, / completions (a
+    masked-out completion counts 0 in the sum and 1 in the count, as in TRL); bnpo: / loss tokens;
+    dr_grpo: / (completions x max_completion_tokens), a constant (Dr. GRPO; TRL:3164). Until issue
+    16 our dr_grpo divided by the batch's padded length instead, which varies from step to step."""
+    batch = n_sequences or mask.size(0)
+    if loss_type == "grpo":  # mean over each completion's tokens, then over completions
+        return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / batch
+    if loss_type == "bnpo":  # mean over every loss token of the batch
+        return (per_token * mask).sum() / _token_count(mask, n_tokens)
+    if loss_type == "dr_grpo":  # a constant normaliser: completions x the completion budget
+        if max_completion_tokens is None:
+            raise ValueError("loss_type dr_grpo needs max_completion_tokens (its constant normaliser)")
+        return (per_token * mask).sum() / (batch * max_completion_tokens)
+    raise ValueError(f"unknown loss_type {loss_type!r}; use grpo, bnpo or dr_grpo")
+
+
+def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """The mean entropy of the loss tokens, whatever the loss_type (TRL:3186-3211; TRL config:291-297:
+    "not rescaled to match a loss type's policy normalization, so entropy_coef has the same meaning
+    for every loss type"); over the whole step's loss tokens when n_tokens is given."""
+    return (entropy * mask).sum() / _token_count(mask, n_tokens)
+
+
+def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
+              advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.04, epsilon: float = 0.2,
+              loss_type: str = "grpo", n_sequences: int | None = None, n_tokens: float | None = None,
+              max_completion_tokens: int | None = None, importance_sampling_level: str = "token",
+              truncated: torch.Tensor | None = None, entropy: torch.Tensor | None = None,
+              entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped surrogate with a k3 KL penalty. All per-token tensors are [B, T]; advantages [B].
+
+    max_completion_tokens: dr_grpo's constant (the completion budget). importance_sampling_level:
+    token | sequence (GSPO). truncated [B] (bool): the completions to leave out of the loss
+    (mask_truncated_completions: those without EOS): their tokens weigh 0 in every term and are not
+    loss tokens. entropy [B, T] (with gradient) and entropy_coef: loss -= entropy_coef x the loss
+    tokens' mean entropy.
+    n_sequences, n_tokens: the whole step's completion count and loss-token count when this process
+    holds only a share of it (torchrun); None means this batch is the whole step. With them, the
+    shares' losses add up to the whole batch's loss for every loss_type.
+    The stats are means over all of this batch's completion tokens (truncated ones included)."""
+    mask = mask.to(logprobs.dtype)
+    # the loss mask (TRL:2487-2492 zeroes the truncated completions' completion_mask)
+    loss_mask = mask if truncated is None else mask * (~truncated.to(torch.bool, copy=False)).to(mask.dtype)[:, None]
+    ratio = importance_ratio(logprobs, old_logprobs, mask, importance_sampling_level)
+    objective = clipped_objective(ratio, advantages, epsilon)
     if beta != 0.0 and ref_logprobs is None:
         raise ValueError("beta != 0 needs ref_logprobs")
     # the KL is measured whenever the reference is given (with beta = 0 it is logged, not trained on)
     kl = k3(ref_logprobs, logprobs) if ref_logprobs is not None else None
     per_token = -(objective - beta * kl) if beta != 0.0 else -objective
-
-    local_tokens = mask.sum().clamp(min=1)
-    batch = n_sequences or mask.size(0)
-    if loss_type == "grpo":  # mean over each completion's tokens, then over completions
-        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / batch
-    elif loss_type == "bnpo":  # mean over every completion token of the batch
-        loss = (per_token * mask).sum() / (local_tokens if n_tokens is None else max(float(n_tokens), 1.0))
-    elif loss_type == "dr_grpo":  # a constant normaliser: batch size x padded length
-        loss = (per_token * mask).sum() / (batch * (padded_length or mask.size(1)))
-    else:
-        raise ValueError(f"unknown loss_type {loss_type!r}; use grpo, bnpo or dr_grpo")
+    loss = normalise(per_token, loss_mask, loss_type, n_sequences, n_tokens, max_completion_tokens)
+    if entropy_coef != 0.0:
+        if entropy is None:
+            raise ValueError("entropy_coef != 0 needs the per-token entropy")
+        loss = loss - entropy_coef * entropy_bonus(entropy, loss_mask, n_tokens)
 
     with torch.no_grad():
+        local_tokens = mask.sum().clamp(min=1)
+        adv = advantages[:, None]
+        # per-sequence ratios count once per token of their completion
         is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
         stats = {  # means over this batch's tokens; without a reference no KL is measured: NaN, not a misleading 0
             "kl": float((kl * mask).sum() / local_tokens) if kl is not None else float("nan"),
@@ -102,6 +231,14 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
 
 # ------------------------------------------------------------------------------------------------
 # Training
+
+
+def step_std(rewards: torch.Tensor, world: World, device: torch.device) -> float:
+    """The unbiased std of every reward of the step, all processes' shares together (scale_rewards=batch)."""
+    n = float(all_sum(rewards.numel(), world, device))
+    mean = all_sum(rewards.double().sum(), world, device) / n
+    squares = all_sum(((rewards.double() - mean) ** 2).sum(), world, device)
+    return float((squares / max(n - 1, 1.0)).sqrt())
 
 
 def linear_schedule(optimizer, total_updates: int):
@@ -173,13 +310,22 @@ class GRPOTrainer:
         rollout = generate_and_score(self.policy, prompts, cfg, self.pool, self.scorer, self.weights, generators,
                                      keep_audio=step % cfg.audio_every == 0)
         rewards = torch.tensor(rollout.reward, dtype=torch.float32, device=self.device)
-        advantages = group_advantages(rewards, G, cfg.scale_rewards)
+        bonus = None
+        if cfg.group_diversity_bonus:  # the shaped reward feeds the advantages; `reward` stays the scorer's
+            bonus = group_diversity_bonus(rollout.midi, G, cfg.group_diversity_bonus)
+            rewards = rewards + torch.tensor(bonus, dtype=torch.float32, device=self.device)
+        batch_std = step_std(rewards, world, self.device) if cfg.scale_rewards == "batch" else None
+        advantages = group_advantages(rewards, G, cfg.scale_rewards, batch_std=batch_std)
 
         t0 = time.perf_counter()
         prompt_ids, completions, mask = rollout.prompt_ids, rollout.completions, rollout.mask
         # the whole step's normalisers, so that the processes' losses add up to the one-process loss
         n_tokens = float(all_sum(mask.sum(), world, self.device))
-        padded_length = all_max(mask.size(1), world, self.device)
+        truncated = None
+        n_loss_tokens = n_tokens  # the loss's tokens: without the truncated completions' when they are masked
+        if cfg.mask_truncated_completions:
+            truncated = torch.as_tensor(rollout.truncated, dtype=torch.bool, device=self.device)
+            n_loss_tokens = float(all_sum((mask.sum(1) * ~truncated).sum(), world, self.device))
         ref_logprobs = old_logprobs = None
         # the KL is in the loss when beta != 0; with beta = 0 it is measured every kl_log_every steps
         # (the run where drift matters most), without gradient
@@ -196,7 +342,10 @@ class GRPOTrainer:
             loss, stats = grpo_loss(logprobs.float(), (old_logprobs if old_logprobs is not None else logprobs.detach()).float(),
                                     None if ref_logprobs is None else ref_logprobs.float(), advantages, mask,
                                     cfg.beta, cfg.epsilon, cfg.loss_type, n_sequences=cfg.completions_per_step,
-                                    n_tokens=n_tokens, padded_length=padded_length)
+                                    n_tokens=n_loss_tokens, max_completion_tokens=cfg.max_completion_tokens,
+                                    importance_sampling_level=cfg.importance_sampling_level, truncated=truncated,
+                                    entropy=entropy.float() if cfg.entropy_coef else None,
+                                    entropy_coef=cfg.entropy_coef)
             self.optimizer.zero_grad(set_to_none=True)
             (loss * world.size).backward()  # DDP divides the summed gradients by the world size
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
@@ -215,6 +364,8 @@ class GRPOTrainer:
         samples.insert(0, "step", step + 1)
         samples.insert(1, "rank", world.rank)
         samples["advantage"] = advantages.cpu().numpy()
+        if bonus is not None:
+            samples["diversity_bonus"] = bonus
         gathered = gather_to_main((samples, rollout.midi, rollout.audio, seconds), world)
         if gathered is None:
             return None
@@ -233,6 +384,8 @@ class GRPOTrainer:
             "n_truncated": int(samples["truncated"].sum()), "n_nonfinite": int(samples["nonfinite_score"].sum()),
             "n_notes_mean": float(samples["n_notes"].mean()),
             **{f"{axis}_mean": float(samples[axis].mean()) for axis in rollout.scores.columns},
+            # the mean term group_diversity_bonus added to the rewards (only when it is on)
+            **({"diversity_bonus": float(samples["diversity_bonus"].mean())} if bonus is not None else {}),
             **{f"seconds_{k}": v for k, v in seconds.items()}, "seconds_total": sum(seconds.values()),
         }
         self._save_media(step + 1, [m for g in gathered for m in g[1]], [a for g in gathered for a in g[2]])
