@@ -1,7 +1,13 @@
 """Writes notebooks/*.ipynb (run after editing a notebook's cells here; the .ipynb are committed).
 
-    .venv/bin/python scripts/make_notebooks.py
+    .venv/bin/python scripts/make_notebooks.py            # writes notebooks/
+    .venv/bin/python scripts/make_notebooks.py OUT_DIR    # writes OUT_DIR instead (e.g. to compare)
+
+The cells live here, not in the .ipynb: edit them here and rerun, never the notebooks' JSON
+(tests/test_notebooks.py checks that the committed notebooks are exactly what this script writes).
+Importing this module has no side effect; `build_notebooks()` returns the notebooks.
 """
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -87,17 +93,29 @@ NOTEBOOKS = {
                  "print('evaluation prompts seen among training prompts:', result['overlap'])"),
         ("code", "res = report.training(cfg, run_name, figures_dir)\ndisplay(res['stage_seconds'].to_frame())\n"
                  "display(res['steps'][['step', 'reward_mean', 'kl', 'entropy', 'n_notes_mean', 'n_empty', 'seconds_total']].tail())"),
-        ("code", "show(f'fig2_reward_scatter_{run_name}')\nshow(f'training_curves_{run_name}')"),
-        ("code", "display(result['sweep'])"),
+        ("code", "for name in res['figures']:  # a replicate remakes its family's curves (mean and interval over seeds)\n"
+                 "    show(name)"),
+        ("code", "if result['sweep'] is not None:  # replicates have no sweep of their own\n"
+                 "    display(result['sweep'])"),
     ],
     "02_feature_analysis": [
-        ("md", "# 02 · Feature analysis\nThe paper's figures 3 and 4 (base vs tuned), a statistics table for every "
-               "feature and axis, and the claims table: the artifact's verdict on the paper's stated directions."),
+        ("md", "# 02 · Feature analysis\nThe paper's figures 3 and 4 (base vs tuned, pooled over the replicate seeds), "
+               "paired statistics for every feature and axis (base and tuned complete the same prompts with the same "
+               "sampling streams: Wilcoxon signed-rank, rank-biserial effect with a bootstrap CI within seeds, Holm), "
+               "and the claims table: a computed verdict (agrees / opposite / inconclusive / not testable here) on each "
+               "direction the paper states, with its reason."),
         ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
-        ("code", "res = report.features(cfg, figures_dir)\nprint(f\"{res['n_base']} base and {res['n_tuned']} tuned evaluation samples; reward backend: {report.backend_of(cfg)}\")\nshow('fig3_reward_axes')\nshow('fig4_features')"),
+        ("code", "res = report.features(cfg, figures_dir)\n"
+                 "print(f\"{res['n_base']} base and {res['n_tuned']} tuned evaluation samples over seeds {res['seeds']}; \"\n"
+                 "      f\"reward backend: {report.backend_of(cfg)}\")\n"
+                 "display(res['training_summary'].round(3))\n"
+                 "show('fig3_reward_axes')\nshow('fig4_features')"),
         ("code", "display(res['statistics'].round(4))"),
         ("md", "## Claims table"),
-        ("code", "pd.set_option('display.max_colwidth', 60)\nprint(res['claims'].to_string(index=False))"),
+        ("code", "pd.set_option('display.max_colwidth', 80)\n"
+                 "display(res['claims'][['claim', 'median_base', 'median_tuned', 'effect', 'effect_ci', "
+                 "'seeds_in_direction', 'verdict', 'per_second_verdict']])\n"
+                 "display(Markdown((fig_dir / 'claims_discussion.md').read_text()))"),
     ],
     "03_diversity_collapse": [
         ("md", "# 03 · Diversity collapse\nThe paper's figure 5 (reward histogram above the average piano roll, four "
@@ -113,19 +131,25 @@ NOTEBOOKS = {
                "`python -m smart_core listen --study runs/<profile>/study`."),
         ("code", COLAB),
         ("params", PARAMS + "\n# generative model of the SIMULATED study (used only when no real ratings exist)\n"
-                            "sim_participants = 14\nsim_effect = 0.8\nsim_sd_participant = 1.0\nsim_sd_prompt = 0.6\nsim_sd_residual = 1.5"),
+                            "sim_participants = 14\nsim_effect = 0.8\nsim_sd_participant = 1.0\nsim_sd_prompt = 0.6\nsim_sd_residual = 1.5\n"
+                            "# power by simulation at STATED effects (tuned - base, rating points; never the observed effect)\n"
+                            "power_effects = [0.25, 0.5, 0.8]\npower_participants = [6, 10, 14, 20, 30, 40]"),
         ("code", CONFIG),
         ("code", "sim = dict(n_participants=sim_participants, effect=sim_effect, sd_participant=sim_sd_participant,\n"
                  "           sd_prompt=sim_sd_prompt, sd_residual=sim_sd_residual)\n"
+                 "from smart_core.listening import filter_pass_table\n"
                  "study = stages.listening_stage(cfg, simulation=sim)\n"
                  "display(study['key'].drop(columns=['seed']).head())\n"
-                 "passed = study['key'].groupby('system').agg(stimuli=('passed_filters', 'size'), passed_filters=('passed_filters', 'sum'),\n"
-                 "                                              mean_attempts=('attempt', 'mean'), max_attempts=('attempt', 'max'))\n"
-                 "print('stimuli that passed the paper filters (at least one note, empty-beat rate 0, at least 8 s), per system:')\n"
-                 "display(passed)\n"
+                 "print('stimuli that passed the paper filters (at least one note, empty-beat rate 0, at least 8 s), per system,\\n'\n"
+                 "      f'and how many were kept without passing after all {cfg.listening_max_attempts} attempts:')\n"
+                 "display(filter_pass_table(study['key'], cfg.listening_max_attempts))\n"
                  "if study['simulated']:\n    display(Markdown('## ⚠ SIMULATED ratings: no real ratings exist yet. Nothing below is a result.'))"),
-        ("code", "res = report.listening(cfg, study['ratings'], study['simulated'], study['key'], figures_dir, n_sim=cfg.power_simulations)\n"
-                 "display(res['table'].round(4))\ndisplay(res['power'])\n"
+        ("code", "res = report.listening(cfg, study['ratings'], study['simulated'], study['key'], figures_dir, n_sim=cfg.power_simulations,\n"
+                 "                      power_effects=power_effects, power_participants=power_participants)\n"
+                 "print('mixed model structure used:', res['mixed_model']['structure'])\n"
+                 "display(res['table'].round(4))\n"
+                 "print('simulated power at the stated effects (95% Monte Carlo interval; test and generative model in the table):')\n"
+                 "display(res['power'].drop(columns=['generative model']).round(3))\n"
                  "show('listening_means_SIMULATED' if study['simulated'] else 'listening_means')\n"
                  "show('listening_power_SIMULATED' if study['simulated'] else 'listening_power')\n"
                  "if 'agreement' in res:\n    print('rating vs reward model:', {k: v for k, v in res['agreement'].items() if k != 'table'})"),
@@ -133,8 +157,9 @@ NOTEBOOKS = {
 }
 
 
-def main():
-    OUT.mkdir(exist_ok=True)
+def build_notebooks() -> dict[str, nbf.NotebookNode]:
+    """{file name ("00_base_model.ipynb", ...): notebook}, as written to notebooks/."""
+    notebooks = {}
     for name, cells in NOTEBOOKS.items():
         nb = nbf.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -147,9 +172,24 @@ def main():
                     cell.metadata["tags"] = ["parameters"]
             cell.id = f"{name[:2]}-cell-{i:02d}"  # stable ids: regenerating changes only what changed
             nb.cells.append(cell)
-        nbf.write(nb, OUT / f"{name}.ipynb")
-        print("wrote", OUT / f"{name}.ipynb")
+        notebooks[f"{name}.ipynb"] = nb
+    return notebooks
+
+
+def serialise(nb: nbf.NotebookNode) -> str:
+    """The text written to disk: what nbformat.write writes (indent 1, sorted keys, non-ASCII kept,
+    one trailing newline)."""
+    text = nbf.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def main(out: Path = OUT):
+    out.mkdir(parents=True, exist_ok=True)
+    for filename, nb in build_notebooks().items():
+        with open(out / filename, "w", encoding="utf-8", newline="\n") as f:
+            f.write(serialise(nb))
+        print("wrote", out / filename)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)

@@ -22,6 +22,17 @@ from .errors import UserError
 COMMANDS = ["data", "pretrain", "train", "figures", "reproduce", "listen", "export", "clean-runs"]
 
 
+def refresh_readme(cfg: Config) -> None:
+    """The README's generated results section of this profile, from figures/<profile> (if it has one)."""
+    from pathlib import Path
+
+    from .results import update_readme
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if readme.exists() and update_readme(readme, cfg.profile, Path("figures") / cfg.profile):
+        print(f"README.md: results section of profile {cfg.profile} regenerated from figures/{cfg.profile}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smart_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +87,7 @@ def run_command(args, parser) -> int:
     elif args.command == "train":
         from .stages import training_stage
 
-        if args.run not in cfg.runs:
+        if args.run not in cfg.runs and args.run not in cfg.all_runs():
             print(f"note: {args.run!r} is not one of the profile's named runs ({', '.join(cfg.runs)}): "
                   "it trains with the profile's settings and your overrides")
         if args.stop_after_step is not None:
@@ -92,10 +103,15 @@ def run_command(args, parser) -> int:
 
         made = make_all(cfg, args.out)
         print("made:", ", ".join(made) if made else "nothing (no saved artifacts for this profile)")
+        if made and args.out is None:
+            refresh_readme(cfg)
     elif args.command == "reproduce":
         from .pipeline import main_reproduce
 
-        return main_reproduce(cfg, args.force)
+        status = main_reproduce(cfg, args.force)
+        if status == 0:
+            refresh_readme(cfg)
+        return status
     elif args.command == "clean-runs":
         from .runs import clean_runs
 

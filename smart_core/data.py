@@ -71,7 +71,8 @@ def music21_sources(max_pieces: int | None = None) -> list[tuple[str, str]]:
         for path in sorted(str(p) for p in corpus.getComposer(composer)):
             parts = Path(path).parts
             inner = parts[parts.index(composer) + 1:] if composer in parts else (Path(path).name,)
-            name = "-".join([composer, *inner[:-1], inner[-1].split(".")[0]])
+            # only the format suffix goes: bwv153.1, bwv153.5 and bwv153.9 are three chorales
+            name = "-".join([composer, *inner[:-1], inner[-1].rsplit(".", 1)[0]])
             if name not in seen:  # a few pieces ship in several formats: keep the first
                 seen.add(name)
                 items.append((name, path))
@@ -169,7 +170,7 @@ def _manifest(cfg: Config) -> dict:
     """Everything the built corpus depends on: when any of it changes, the corpus is rebuilt."""
     return {"source": cfg.corpus_source, "max_pieces": cfg.corpus_max_pieces,
             "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
-            "source_fingerprint": source_fingerprint(cfg.corpus_source), "version": 2}
+            "source_fingerprint": source_fingerprint(cfg.corpus_source), "version": 3}
 
 
 def source_fingerprint(source: str) -> str:
@@ -274,13 +275,15 @@ def _write_splits(root: Path, scores: dict[str, symusic.Score], split_of: dict[s
             old.unlink()
     rows = []
     token_lists: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    velocities = velocity_ids()
     for name in tqdm(sorted(scores), desc="tokenizing"):
         score, split = scores[name], split_of[name]
         ids = np.asarray(score_to_ids(score), dtype=np.int16)
         score.dump_midi(root / split / f"{name}.mid")
         token_lists[split].append(ids)
         rows.append({"piece": name, "split": split, "notes": n_notes(score),
-                     "seconds": score.to("second").end(), "tokens": len(ids)})
+                     "seconds": score.to("second").end(), "tokens": len(ids),
+                     "velocity_levels": len(np.unique(ids[np.isin(ids, velocities)]))})
     for split in SPLITS:
         arrays = token_lists[split] or [np.zeros(0, np.int16)]
         offsets = np.cumsum([0] + [len(a) for a in token_lists[split]])
@@ -288,9 +291,20 @@ def _write_splits(root: Path, scores: dict[str, symusic.Score], split_of: dict[s
     return pd.DataFrame(rows)
 
 
+def velocity_ids() -> np.ndarray:
+    """The ids of the tokenizer's Velocity tokens."""
+    from .tokenizer import paper_tokenizer
+
+    return np.array(sorted(i for t, i in paper_tokenizer().vocab.items() if t.startswith("Velocity_")))
+
+
 def _summary(pieces: pd.DataFrame) -> pd.DataFrame:
+    """Per split: pieces, notes, hours, tokens, and how many pieces have dynamics (more than one
+    velocity token: music21 realises a score's dynamics markings as velocities; a score without
+    markings plays every note at one velocity, and a model trained on those learns one)."""
     summary = pieces.groupby("split").agg(pieces=("piece", "count"), notes=("notes", "sum"),
-                                          hours=("seconds", lambda s: s.sum() / 3600), tokens=("tokens", "sum"))
+                                          hours=("seconds", lambda s: s.sum() / 3600), tokens=("tokens", "sum"),
+                                          pieces_with_dynamics=("velocity_levels", lambda v: int((v > 1).sum())))
     summary = summary.reindex(list(SPLITS)).fillna(0)
     summary.loc["total"] = summary.sum()
     summary["hours"] = summary["hours"].round(3)

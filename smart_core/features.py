@@ -92,8 +92,19 @@ def pooled_note_values(midis) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=float) for k, v in pooled.items()}
 
 
+def add_per_second(table: pd.DataFrame) -> pd.DataFrame:
+    """PER_SECOND_FEATURES from the stored ones: notes per second of the piece (a longer piece has
+    more notes, so a count alone mixes density with length). NaN for a piece with no duration."""
+    seconds = table["duration_seconds"].where(table["duration_seconds"] > 0)
+    return table.assign(notes_per_second=table["n_notes"] / seconds)
+
+
+PER_SECOND_FEATURES = ("notes_per_second",)
+
+
 def features_table(samples: pd.DataFrame, midi_column: str = "midi_path") -> pd.DataFrame:
     """Features for every sample of an evaluation table, joined to its reward axes."""
     rows = [midi_features(p) for p in samples[midi_column]]
     feats = pd.DataFrame(rows, index=samples.index)
-    return pd.concat([samples.drop(columns=[c for c in FEATURES if c in samples.columns]), feats], axis=1)
+    drop = [c for c in (*FEATURES, *PER_SECOND_FEATURES) if c in samples.columns]
+    return add_per_second(pd.concat([samples.drop(columns=drop), feats], axis=1))

@@ -29,7 +29,7 @@ def steps(cfg: Config) -> list[tuple[str, str, dict]]:
     base = {"profile": cfg.profile, "seed": cfg.seed, "runs_dir": cfg.runs_dir, "corpus_dir": cfg.corpus_dir,
             "overrides": extra}
     out = [("00_base_model", "00_base_model.ipynb", base)]
-    for run in cfg.runs:
+    for run in cfg.all_runs():
         out.append((f"01_grpo_training-{run}", "01_grpo_training.ipynb", {**base, "run_name": run}))
     out += [("02_feature_analysis", "02_feature_analysis.ipynb", base),
             ("03_diversity_collapse", "03_diversity_collapse.ipynb", base),
@@ -54,12 +54,17 @@ def fingerprint(notebook: Path, params: dict, figures_dir: str | None) -> str:
 def artifact_paths(cfg: Config, label: str) -> list[Path]:
     """The files and folders a step reads or writes, whose state decides whether it must re-run."""
     profile = cfg.profile_dir
-    runs = [profile / name for name in cfg.runs]
+    runs = [profile / name for name in cfg.all_runs()]
     if label == "00_base_model":
         paths = [Path(cfg.corpus_dir) / "manifest.json", cfg.base_model_dir, profile / "soundfonts.parquet"]
         return paths + ([Path(cfg.corpus_source)] if cfg.corpus_source != "music21" else [])
     if label.startswith("01_grpo_training-"):
-        return [profile / label.split("-", 1)[1], profile / "eval", cfg.base_model_dir]
+        run = profile / label.split("-", 1)[1]
+        # the base model's evaluation this run was compared with (recorded in its meta.json), not every
+        # evaluation: a replicate's own base evaluation (another seed) must not re-run this step
+        meta = run / "meta.json"
+        base_eval = json.loads(meta.read_text()).get("base_eval_dir") if meta.exists() else None
+        return [run, cfg.base_model_dir] + ([profile / "eval" / base_eval] if base_eval else [profile / "eval"])
     if label in ("02_feature_analysis", "03_diversity_collapse"):
         return [profile / "eval", *[r / "eval" for r in runs], *[r / "log" for r in runs], profile / "reward.json"]
     if label == "04_listening_study":
@@ -124,7 +129,8 @@ def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, 
             raise PipelineError(f"{notebook} failed at cell {err.exec_count} ({err.ename}: {err.evalue}); "
                                 f"the executed notebook is {output}") from None
         seconds = time.time() - t0
-        manifest[label] = {"fingerprint": fp, "artifacts": artifact_digest(artifacts), "seconds": seconds,
+        # paths again: a step may record where its inputs are (a run's base evaluation) while it runs
+        manifest[label] = {"fingerprint": fp, "artifacts": artifact_digest(artifact_paths(cfg, label)), "seconds": seconds,
                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         manifest_path.write_text(json.dumps(manifest, indent=1))
         print(f"[{i}/{len(plan)}] {label}: done in {seconds:.0f} s", flush=True)

@@ -46,8 +46,13 @@ def reward_axis(cfg: Config) -> str:
 
 
 def run_label(cfg: Config, name: str) -> str:
-    r = cfg.runs.get(name, {})
-    return f"{name}: {r.get('steps', cfg.steps)} steps, beta {r.get('beta', cfg.beta)}"
+    run = cfg.for_run(name)
+    return f"{name}: {run.steps} steps, beta {run.beta}"
+
+
+def seeds_text(cfg: Config, run_names) -> str:
+    """The seeds of these runs, for a stamp: "0" or "0,1,2"."""
+    return ",".join(str(cfg.for_run(name).seed) for name in run_names)
 
 
 def out_dir(cfg: Config, figures_dir: str | Path | None) -> Path:
@@ -99,17 +104,53 @@ def base_model(cfg: Config, figures_dir=None) -> dict:
 
 
 def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
+    """Figure 2 (every training sample's reward) for a run at the profile's seed, and the training
+    curves of its run family: a replicated run's curves show the mean and a 95% interval over the
+    replicates logged so far (each replicate's notebook remakes them)."""
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
-    run = RunDir.for_run(cfg, run_name)
-    steps, samples = run.steps(), run.samples()
-    axis = reward_axis(cfg)
-    plots.save_figure(plots.reward_scatter(samples, steps, axis, run_label(cfg, run_name),
-                                           scorer_record(cfg)["axis_info"]), f"fig2_reward_scatter_{run_name}",
-                      out, cfg.profile, backend)
-    plots.save_figure(plots.training_curves(steps, run_label(cfg, run_name)), f"training_curves_{run_name}",
-                      out, cfg.profile, backend)
+    family = cfg.replicate_runs() if run_name in cfg.replicate_runs() else [run_name]
+    main = family[0]
+    steps = RunDir.for_run(cfg, run_name).steps()
+    figures = []
+    if run_name == main:
+        samples = RunDir.for_run(cfg, main).samples()
+        plots.save_figure(plots.reward_scatter(samples, steps, reward_axis(cfg), run_label(cfg, main),
+                                               scorer_record(cfg)["axis_info"]), f"fig2_reward_scatter_{main}",
+                          out, cfg.profile, backend, seeds_text(cfg, [main]))
+        figures.append(f"fig2_reward_scatter_{main}")
+    logged = [name for name in family if RunDir.for_run(cfg, name).steps().shape[0]]
+    curves = pd.concat([RunDir.for_run(cfg, name).steps().assign(seed=cfg.for_run(name).seed) for name in logged],
+                       ignore_index=True)
+    plots.save_figure(plots.training_curves(curves, run_label(cfg, main)), f"training_curves_{main}", out,
+                      cfg.profile, backend, seeds_text(cfg, logged))
+    figures.append(f"training_curves_{main}")
     stage = steps[[c for c in steps.columns if c.startswith("seconds_")]].mean().rename("mean seconds per step")
-    return {"steps": steps, "stage_seconds": stage}
+    return {"steps": steps, "stage_seconds": stage, "figures": figures}
+
+
+def training_summary(cfg: Config) -> pd.DataFrame:
+    """One row per trained run (replicates included, with their seed): reward over the first and
+    last 5 steps, KL over the last 5, and the evaluation sets' mean reward (base and tuned)."""
+    rows = []
+    for name in cfg.all_runs():
+        run = RunDir.for_run(cfg, name)
+        steps = run.steps()
+        if steps.empty:
+            continue
+        run_cfg = cfg.for_run(name)
+        row = {"run": name, "seed": run_cfg.seed, "steps": run_cfg.steps, "beta": run_cfg.beta,
+               "steps_logged": len(steps), "reward_first5": steps["reward_mean"].head(5).mean(),
+               "reward_last5": steps["reward_mean"].tail(5).mean(),
+               "kl_last5": steps["kl"].dropna().tail(5).mean() if "kl" in steps else np.nan}
+        final = run.eval_dir("final")
+        if (final / "info.json").exists():
+            row["eval_reward_tuned"] = pd.read_parquet(final / "samples.parquet")["reward"].mean()
+            try:
+                row["eval_reward_base"] = pd.read_parquet(base_eval_folder(cfg, name) / "samples.parquet")["reward"].mean()
+            except MissingArtifact:
+                pass
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------------ 02
@@ -137,33 +178,82 @@ def evaluation_tables(cfg: Config, run_name: str = "smart") -> tuple[pd.DataFram
     return tables[0], tables[1]
 
 
-def features(cfg: Config, figures_dir=None, run_name: str = "smart") -> dict:
-    from .features import FEATURES, pooled_note_values
-    from .stats import claims_table, compare
+def paired_evaluations(cfg: Config) -> tuple[list[tuple[int, pd.DataFrame, pd.DataFrame]], list[str]]:
+    """(seed, base, tuned) evaluation tables (features included) of the replicated run and every
+    replicate whose evaluation exists, and the names of those runs."""
+    from .features import add_per_second
+
+    pairs, names = [], []
+    for name in cfg.replicate_runs():
+        if not (RunDir.for_run(cfg, name).eval_dir("final") / "info.json").exists():
+            continue
+        base, tuned = evaluation_tables(cfg, name)
+        pairs.append((cfg.for_run(name).seed, add_per_second(base), add_per_second(tuned)))
+        names.append(name)
+    if not pairs:
+        raise MissingArtifact(f"no evaluation of {cfg.replicate_runs()[0]!r}: run notebook 01 for it")
+    return pairs, names
+
+
+def features(cfg: Config, figures_dir=None) -> dict:
+    """Figures 3 and 4 (base vs tuned, pooled over seeds), paired statistics for every axis and
+    feature, the claims table with computed verdicts, the training summary, and the generated
+    discussion of the claims (Markdown for the README, LaTeX for paper/)."""
+    from .features import FEATURES, PER_SECOND_FEATURES, pooled_note_values
+    from .results import write_discussion
+    from .stats import claims_table, compare_paired
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
-    base, tuned = evaluation_tables(cfg, run_name)
+    pairs, names = paired_evaluations(cfg)
+    seeds = seeds_text(cfg, names)
+    base = pd.concat([b.assign(seed=s) for s, b, _ in pairs], ignore_index=True)
+    tuned = pd.concat([t.assign(seed=s) for s, _, t in pairs], ignore_index=True)
     record = scorer_record(cfg)
     axes = list(record["axes"])
     plots.save_figure(plots.axes_histograms(base, tuned, axes, record["axis_info"]), "fig3_reward_axes", out,
-                      cfg.profile, backend)
+                      cfg.profile, backend, seeds)
     pooled_base = pooled_note_values(base["midi_path"])
     pooled_tuned = pooled_note_values(tuned["midi_path"])
-    plots.save_figure(plots.feature_histograms(base, tuned, pooled_base, pooled_tuned), "fig4_features", out, cfg.profile, backend)
-    measures = axes + [f for f in FEATURES if f not in ("n_tempo_changes", "n_time_signature_changes")]
-    stats = compare(base, tuned, measures)
-    plots.save_table(stats, "feature_statistics", out, cfg.profile, backend)
+    plots.save_figure(plots.feature_histograms(base, tuned, pooled_base, pooled_tuned), "fig4_features", out,
+                      cfg.profile, backend, seeds)
+    measures = axes + [f for f in FEATURES if f not in ("n_tempo_changes", "n_time_signature_changes")] \
+        + list(PER_SECOND_FEATURES)
+    stats = compare_paired(pairs, measures, seed=cfg.seed)
+    plots.save_table(stats, "feature_statistics", out, cfg.profile, backend, seeds=seeds, latex_columns={
+        "measure": "measure", "n_pairs": "pairs", "median_base": "base", "median_tuned": "tuned",
+        "median_difference": "median diff.", "rank_biserial": "effect", "effect_ci_low": "CI low",
+        "effect_ci_high": "CI high", "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds"})
     claims = claims_table(stats, record["primary_axis"],
                           [a for a in record["paper_axes"] if a != record["primary_axis"]])
-    plots.save_table(claims, "claims", out, cfg.profile, backend)
-    return {"statistics": stats, "claims": claims, "n_base": len(base), "n_tuned": len(tuned)}
+    plots.save_table(claims, "claims", out, cfg.profile, backend, seeds=seeds, latex_columns={
+        "claim": "claim", "median_base": "base", "median_tuned": "tuned", "effect": "effect", "effect_ci": "95% CI",
+        "seeds_in_direction": "seeds", "verdict": "verdict", "per_second_verdict": "per second"})
+    write_discussion(claims, out, plots.stamp_text(cfg.profile, backend, seeds))
+    summary = training_summary(cfg)
+    plots.save_table(summary, "training_summary", out, cfg.profile, backend, seeds=seeds_text(cfg, summary["run"]),
+                     latex_columns=[c for c in summary.columns if c != "steps_logged"])
+    return {"statistics": stats, "claims": claims, "n_base": len(base), "n_tuned": len(tuned), "seeds": seeds,
+            "training_summary": summary}
 
 
 # ------------------------------------------------------------------------------------------------ 03
 
 
 def diversity(cfg: Config, figures_dir=None) -> dict:
+    """Figure 5 and the diversity table: base and every run's final evaluation. Every system is
+    described by the same number n of outputs (the smallest evaluation set's; the first n of a
+    larger one), so its average roll, reward histogram and set metrics (distinct-n, Vendi: they grow
+    with the set's size) compare across columns; metrics come with 95% bootstrap intervals."""
     from .diversity import average_pianoroll, diversity_report
+
+    def with_intervals(table: pd.DataFrame, first: list[str], metrics: list[str]) -> dict[str, str]:
+        """LaTeX columns: `first`, then each metric with its interval columns where the table has them."""
+        columns = {c: c for c in first}
+        for m in (m for m in metrics if m in table.columns):
+            columns[m] = m
+            if f"{m}_ci_low" in table.columns:
+                columns.update({f"{m}_ci_low": "CI low", f"{m}_ci_high": "CI high"})
+        return columns
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
     systems, numbers = {}, []
@@ -173,24 +263,34 @@ def diversity(cfg: Config, figures_dir=None) -> dict:
         path = RunDir.for_run(cfg, name).eval_dir("final") / "samples.parquet"
         if path.exists() and (path.parent / "info.json").exists():
             entries.append((run_label(cfg, name), pd.read_parquet(path)))
-    for label, table in entries:
+    n = min(len(table) for _, table in entries)
+    note = ("" if all(len(table) == n for _, table in entries) else
+            f"every column: the first {n} outputs (systems have " + ", ".join(str(len(t)) for _, t in entries) + ")")
+    for label, full in entries:
+        table = full.head(n)
         midis = [Path(p).read_bytes() for p in table["midi_path"]]
-        roll, used, dropped = average_pianoroll(midis)
-        systems[label] = (table, roll, used, dropped)
+        roll, averaged = average_pianoroll(midis)
+        systems[label] = (table, roll, averaged)
         tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
-        numbers.append({"system": label, "mean_reward": float(table["reward"].mean()), **diversity_report(tokens, midis),
-                        "rolls_used": used, "rolls_dropped": dropped})
-    plots.save_figure(plots.diversity_panels(systems, reward_axis(cfg), scorer_record(cfg)["axis_info"]),
+        numbers.append({"system": label, "n": averaged, "n_outputs": len(full), "mean_reward": float(table["reward"].mean()),
+                        **diversity_report(tokens, midis, n_boot=cfg.diversity_bootstrap, seed=cfg.seed)})
+    plots.save_figure(plots.diversity_panels(systems, reward_axis(cfg), scorer_record(cfg)["axis_info"], note=note),
                       "fig5_diversity_collapse", out, cfg.profile, backend)
     table = pd.DataFrame(numbers)
-    plots.save_table(table, "diversity_metrics", out, cfg.profile, backend)
+    # the CSV has every metric with its interval; the LaTeX the main ones (intervals as CI low / high)
+    plots.save_table(table, "diversity_metrics", out, cfg.profile, backend,
+                     latex_columns=with_intervals(table, ["system", "n", "mean_reward"],
+                                                  ["distinct_4", "pairwise_distance", "vendi"]))
     sweeps = [pd.read_parquet(p) for p in sorted(cfg.profile_dir.glob("*/eval/diversity/sweep.parquet"))]
     result = {"metrics": table}
     if sweeps:
         sweep = pd.concat(sweeps, ignore_index=True)
         plots.save_figure(plots.diversity_curves(sweep), "diversity_along_training", out, cfg.profile, backend)
         plots.save_figure(plots.quality_diversity_frontier(sweep), "quality_diversity_frontier", out, cfg.profile, backend)
-        plots.save_table(sweep.drop(columns=["model_sha256"], errors="ignore"), "diversity_sweep", out, cfg.profile, backend)
+        sweep_table = sweep.drop(columns=["model_sha256"], errors="ignore")
+        plots.save_table(sweep_table, "diversity_sweep", out, cfg.profile, backend,
+                         latex_columns=with_intervals(sweep_table, ["run", "step", "reward_mean"],
+                                                      ["vendi", "distinct_4", "prompt_dependence"]))
         result["sweep"] = sweep
     return result
 
@@ -198,43 +298,79 @@ def diversity(cfg: Config, figures_dir=None) -> dict:
 # ------------------------------------------------------------------------------------------------ 04
 
 
+POWER_EFFECTS = (0.25, 0.5, 0.8)  # stated effects (tuned - base, rating points) of the power simulation
+POWER_PARTICIPANTS = (6, 10, 14, 20, 30, 40)
+
+
 def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataFrame | None = None,
-              figures_dir=None, n_sim: int = 100) -> dict:
-    from .listening import analyze_ratings, power_curve, rating_reward_agreement
+              figures_dir=None, n_sim: int = 100, power_effects=POWER_EFFECTS,
+              power_participants=POWER_PARTICIPANTS, alpha: float = 0.05) -> dict:
+    """Statistics table (means, Wilcoxon, the mixed model with the random-effects structure it
+    used), power by simulation at the STATED effects (not the observed one) with its Monte Carlo
+    interval, and the stimuli's filter pass counts per system (from `key`). Everything computed
+    from simulated ratings is named and marked SIMULATED."""
+    from .listening import (SimulatedStudy, analyze_ratings, filter_pass_table, power_at_effects,
+                            rating_reward_agreement)
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
     tag = "SIMULATED " if simulated else ""
+    suffix = "_SIMULATED" if simulated else ""
     result = analyze_ratings(ratings)
     mm = result["mixed_model"]
-    rows = [{"quantity": f"mean rating {s}", "value": v["mean"], "ci_low": v["ci_low"], "ci_high": v["ci_high"], "p": np.nan}
+    model_note = f"structure: {mm['structure']}" + (f" (fell back: {mm['fallback_reason']})" if mm["fallback_reason"] else "")
+    nan = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "note": ""}
+    rows = [{**nan, "quantity": f"mean rating {s}", "value": v["mean"], "ci_low": v["ci_low"], "ci_high": v["ci_high"]}
             for s, v in result["systems"].items()]
-    rows += [{"quantity": "Wilcoxon on participant mean differences", "value": result["wilcoxon"]["statistic"],
-              "ci_low": np.nan, "ci_high": np.nan, "p": result["wilcoxon"]["p"]},
+    rows += [{**nan, "quantity": "Wilcoxon on participant mean differences", "value": result["wilcoxon"]["statistic"],
+              "p": result["wilcoxon"]["p"], "note": f"{result['wilcoxon']['n_participants']} participants"},
              {"quantity": "mixed model: tuned - base", "value": mm["effect"], "ci_low": mm["ci_low"], "ci_high": mm["ci_high"],
-              "p": mm["p"]},
-             {"quantity": "standardised effect", "value": result["standardised_effect"], "ci_low": np.nan, "ci_high": np.nan,
-              "p": np.nan}]
-    table = pd.DataFrame(rows)
+              "p": mm["p"], "note": model_note}]
+    rows += [{**nan, "quantity": f"mixed model variance: {label}", "value": mm[f"var_{name}"],
+              "note": "" if name == "residual" or name in mm["components"] else "not in the structure used"}
+             for name, label in (("participant", "participant intercept"), ("participant_slope", "participant slope"),
+                                 ("prompt", "prompt intercept"), ("prompt_slope", "prompt slope"), ("residual", "residual"))]
+    rows += [{**nan, "quantity": "standardised effect", "value": result["standardised_effect"]}]
+    table = pd.DataFrame(rows)[["quantity", "value", "ci_low", "ci_high", "p", "note"]]
     table.insert(0, "data", "SIMULATED" if simulated else "real ratings")
-    name = "listening_statistics_SIMULATED" if simulated else "listening_statistics"
+    name = f"listening_statistics{suffix}"
     plots.save_table(table, name, out, cfg.profile, backend)
-    plots.save_figure(plots.listening_means(result, f"{tag}listening study ratings"), name.replace("statistics", "means"),
+    plots.save_figure(plots.listening_means(result, f"{tag}listening study ratings"), f"listening_means{suffix}",
                       out, cfg.profile, backend)
-    curve = power_curve(mm["effect"], mm["var_participant"], mm["var_prompt"], mm["var_residual"], n_sim=n_sim,
-                        n_prompts=ratings["prompt"].nunique(), seed=cfg.seed)
-    plots.save_figure(plots.power_plot(curve, f"{tag}power at the fitted effect"),
-                      "listening_power_SIMULATED" if simulated else "listening_power", out, cfg.profile, backend)
+    # power at stated effects; the generative model has the fitted variance components (none of
+    # the fitted effect) and the study's prompts
+    base_mean = result["systems"]["base"]["mean"]
+    generative = SimulatedStudy.from_mixed_model(mm, n_prompts=int(ratings["prompt"].nunique()),
+                                                 grand_mean=base_mean if np.isfinite(base_mean) else 5.5)
+    # effect 0 is run too: its "power" is the test's false-positive rate under this model
+    effects = [0.0] + [float(e) for e in power_effects if float(e) != 0.0]
+    curve = power_at_effects(effects, list(power_participants), generative, n_sim=n_sim, alpha=alpha, seed=cfg.seed)
+    sds = ", ".join(f"{k} {getattr(generative, 'sd_' + k):.2f}" for k in
+                    ("participant", "prompt", "participant_slope", "prompt_slope", "residual"))
+    curve.insert(0, "data", "SIMULATED" if simulated else "real ratings")
+    curve["generative model"] = (f"SimulatedStudy, SDs fitted to the {'SIMULATED' if simulated else 'real'} ratings "
+                                 f"({sds}), {generative.n_prompts} prompts")
+    power_name = f"listening_power{suffix}"
+    plots.save_table(curve, power_name, out, cfg.profile, backend, seeds=str(cfg.seed))
+    n_now = int(ratings["participant"].nunique())
+    plots.save_figure(plots.power_plot(curve, f"{'SIMULATED ratings: ' if simulated else ''}simulated power at stated effects",
+                                      participants_now=n_now),
+                      power_name, out, cfg.profile, backend, seeds=str(cfg.seed))
     result["power"] = curve
     result["table"] = table
+    if key is not None:
+        filters = filter_pass_table(key, cfg.listening_max_attempts)
+        plots.save_table(filters, "listening_filters", out, cfg.profile, backend, seeds=str(cfg.seed))
+        result["filters"] = filters
     if key is not None and not simulated:
         result["agreement"] = rating_reward_agreement(ratings, key, reward_axis(cfg))
     return result
 
 
-GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex")
+GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex", ".md")
 # the names this module writes (a figures folder may hold the user's own files too: those stay)
 GENERATED_NAME = re.compile(r"(corpus_summary|base_model_\w+|soundfont_table|fig[2-5]_\w+|training_curves_\w+|"
-                            r"feature_statistics|claims|diversity_\w+|quality_diversity_frontier|listening_\w+)")
+                            r"training_summary|feature_statistics|claims|claims_discussion|diversity_\w+|"
+                            r"quality_diversity_frontier|listening_\w+)")
 
 
 def study_ratings(cfg: Config) -> tuple[pd.DataFrame, bool] | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import Config
+from .config import REPLICATE_RE, Config
 from .data import build_corpus
 from .distributed import device_for, world_from_env
 from .model import get_base_model, model_card
@@ -131,11 +131,14 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
     with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
         if not world.distributed:
             run = train(cfg, run_name, base_dir, scorer=scorer, pool=pool, progress=progress)
-        base_folder = base_eval_dir(cfg, evaluation_key(cfg, base_dir, scorer, cfg.eval_prompts))
-        base_eval = evaluate_model(cfg, base_dir, base_folder, scorer, pool, progress=progress)
-        tuned_eval = evaluate_model(cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
+        # with the run's own config: a replicate evaluates (and pairs base with tuned) under its own seed
+        base_folder = base_eval_dir(run_cfg, evaluation_key(run_cfg, base_dir, scorer, run_cfg.eval_prompts))
+        base_eval = evaluate_model(run_cfg, base_dir, base_folder, scorer, pool, progress=progress)
+        tuned_eval = evaluate_model(run_cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
                                     progress=progress)
-        sweep = diversity_sweep(run_cfg, run.path, base_dir, scorer, pool, progress=progress)
+        # the diversity sweep follows the main seed's runs only (replicates feed the claims and the curves)
+        sweep = (diversity_sweep(run_cfg, run.path, base_dir, scorer, pool, progress=progress)
+                 if REPLICATE_RE.fullmatch(run_name) is None else None)
     overlap = prompt_overlap(run.samples()["prompt"], tuned_eval)
     run.update_meta(eval_prompt_overlap=overlap, base_eval_dir=base_folder.name)  # a name inside <profile>/eval
     return {"run": run, "base_eval": base_eval, "tuned_eval": tuned_eval, "sweep": sweep, "overlap": overlap}

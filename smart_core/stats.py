@@ -1,11 +1,28 @@
-"""Base vs tuned comparisons: tests, effect sizes with bootstrap CIs, corrections, the claims table."""
+"""Base vs tuned comparisons: paired tests, effect sizes with bootstrap CIs, Holm, and the claims table.
+
+The design is paired: under one seed, the base and the tuned model complete the same evaluation
+prompts with the same sampling streams (smart_core.evaluate), so row i of both evaluation sets is
+one pair. Replicates (seeds) train separate models and draw separate prompts, so pairs from
+different seeds are independent; they are pooled for the test, the bootstrap resamples pairs within
+each seed (the seeds stay as they are), and each seed's own direction is reported beside it: a
+direction that does not hold in every seed is not called a result.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, rankdata, wilcoxon
 from statsmodels.stats.multitest import multipletests
+
+PAIRED_TEST = "Wilcoxon signed-rank on per-prompt differences, pairs pooled over seeds; Holm"
+UNPAIRED_TEST = "Mann-Whitney U; Holm"
+VERDICTS = ("agrees", "opposite", "inconclusive", "not testable here")
+# A measure is testable only if the base model's outputs vary in it: at least this share of them
+# must differ from the base's most common value (else there is nothing for tuning to move).
+MIN_VARYING_SHARE = 0.10
+# Claims about counts are also judged per second of audio: a longer piece has more notes.
+PER_SECOND = {"n_notes": "notes_per_second"}
 
 
 def cliffs_delta(a, b) -> float:
@@ -29,8 +46,9 @@ def bootstrap_ci(a, b, stat=cliffs_delta, n_boot: int = 1000, seed: int = 0, lev
 
 def compare(base: pd.DataFrame, tuned: pd.DataFrame, columns: list[str], correction: str = "holm",
             n_boot: int = 1000) -> pd.DataFrame:
-    """One row per column: medians, two-sided Mann-Whitney U, Cliff's delta (tuned vs base) with a
-    bootstrap 95% CI, and p corrected for the number of columns (Holm by default)."""
+    """Unpaired (independent samples): medians, two-sided Mann-Whitney U, Cliff's delta (tuned vs
+    base) with a bootstrap 95% CI, p corrected over the columns. Use `compare_paired` when base and
+    tuned share prompts and sampling seeds."""
     rows = []
     for col in columns:
         a, b = tuned[col].dropna().to_numpy(float), base[col].dropna().to_numpy(float)
@@ -39,14 +57,92 @@ def compare(base: pd.DataFrame, tuned: pd.DataFrame, columns: list[str], correct
         else:
             u, p = float("nan"), 1.0
         lo, hi = bootstrap_ci(a, b, n_boot=n_boot)
-        rows.append({"measure": col, "n_base": len(b), "n_tuned": len(a), "median_base": np.median(b) if len(b) else np.nan,
-                     "median_tuned": np.median(a) if len(a) else np.nan, "U": u, "p": p,
-                     "cliffs_delta": cliffs_delta(a, b), "delta_ci_low": lo, "delta_ci_high": hi})
+        rows.append({"measure": col, "test": UNPAIRED_TEST, "n_base": len(b), "n_tuned": len(a),
+                     "median_base": np.median(b) if len(b) else np.nan, "median_tuned": np.median(a) if len(a) else np.nan,
+                     "U": u, "p": p, "cliffs_delta": cliffs_delta(a, b), "delta_ci_low": lo, "delta_ci_high": hi})
     table = pd.DataFrame(rows)
     table["p_adjusted"] = multipletests(table["p"].fillna(1.0), method=correction)[1]
     table["correction"] = correction
     return table
 
+
+# ------------------------------------------------------------------------------------------------ paired
+
+
+def rank_biserial(d) -> float:
+    """Matched-pairs rank-biserial correlation of differences d (tuned - base): (sum of the ranks of
+    |d| where d > 0 minus where d < 0) / sum of all ranks, zeros dropped as Wilcoxon does; -1..1."""
+    d = np.asarray(d, float)
+    d = d[d != 0]
+    if not len(d):
+        return 0.0
+    ranks = rankdata(np.abs(d))
+    return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
+
+
+def paired_values(pairs: list[tuple[int, pd.DataFrame, pd.DataFrame]], column: str) -> pd.DataFrame:
+    """(seed, base, tuned) per pair for one column; pairs where either value is missing (an empty
+    output has no rates) are dropped. Row i of base and tuned must be the same prompt."""
+    frames = []
+    for seed, base, tuned in pairs:
+        if len(base) != len(tuned) or ("prompt" in base and not (base["prompt"].to_numpy() == tuned["prompt"].to_numpy()).all()):
+            raise ValueError(f"seed {seed}: base and tuned evaluations are not paired (other prompts or lengths)")
+        frames.append(pd.DataFrame({"seed": seed, "base": base[column].to_numpy(float),
+                                    "tuned": tuned[column].to_numpy(float)}))
+    values = pd.concat(frames, ignore_index=True)
+    return values[np.isfinite(values["base"]) & np.isfinite(values["tuned"])].reset_index(drop=True)
+
+
+def _stratified_bootstrap(d: np.ndarray, seeds: np.ndarray, n_boot: int, rng: np.random.Generator):
+    """Rank-biserial and median difference of n_boot resamples, pairs resampled within each seed."""
+    groups = [np.flatnonzero(seeds == s) for s in np.unique(seeds)]
+    rb, med = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        rb[b], med[b] = rank_biserial(d[idx]), np.median(d[idx])
+    return rb, med
+
+
+def compare_paired(pairs: list[tuple[int, pd.DataFrame, pd.DataFrame]], columns: list[str], n_boot: int = 1000,
+                   seed: int = 0, correction: str = "holm", level: float = 0.95) -> pd.DataFrame:
+    """One row per column: medians, the median paired difference (tuned - base) and the matched-pairs
+    rank-biserial effect, each with a 95% bootstrap CI (pairs resampled within seeds), the Wilcoxon
+    signed-rank test on the pooled differences, p corrected over the columns, each seed's direction,
+    and how much the base outputs vary in the column (testability)."""
+    rng = np.random.default_rng(seed)
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    rows = []
+    for col in columns:
+        v = paired_values(pairs, col)
+        d = (v["tuned"] - v["base"]).to_numpy()
+        row = {"measure": col, "test": PAIRED_TEST, "n_pairs": len(v), "n_seeds": int(v["seed"].nunique())}
+        if len(v):
+            base_values = v["base"].round(9)
+            mode = base_values.mode().iloc[0]
+            row.update(median_base=float(v["base"].median()), median_tuned=float(v["tuned"].median()),
+                       median_difference=float(np.median(d)), rank_biserial=rank_biserial(d),
+                       base_mode=float(mode), base_modal_share=float((base_values == mode).mean()))
+            if np.any(d != 0):
+                stat, p = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+            else:  # every difference is zero: no evidence of any change
+                stat, p = float("nan"), 1.0
+            row.update(W=float(stat), p=float(p))
+            rb, med = _stratified_bootstrap(d, v["seed"].to_numpy(), n_boot, rng)
+            row.update(effect_ci_low=float(np.quantile(rb, q[0])), effect_ci_high=float(np.quantile(rb, q[1])),
+                       difference_ci_low=float(np.quantile(med, q[0])), difference_ci_high=float(np.quantile(med, q[1])))
+            overall = np.sign(row["rank_biserial"])
+            per_seed = [np.sign(rank_biserial(d[v["seed"].to_numpy() == s])) for s in sorted(v["seed"].unique())]
+            row["seeds_in_direction"] = f"{sum(1 for s in per_seed if s == overall and s != 0)}/{len(per_seed)}"
+        else:
+            row.update(p=1.0, base_modal_share=1.0, seeds_in_direction="0/0")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = multipletests(table["p"].fillna(1.0), method=correction)[1]
+    table["correction"] = correction
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ claims
 
 # The directions the paper states (its results section and figure 4): measure -> +1 (rises) / -1 (falls).
 PAPER_CLAIMS = [
@@ -60,10 +156,29 @@ PAPER_CLAIMS = [
 ]
 
 
+def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
+    """(verdict, reason) for one paired-statistics row against the paper's direction `sign`."""
+    n = row["n_pairs"]
+    if not n:
+        return "not testable here", "no pairs with a value in both base and tuned outputs"
+    if row["base_modal_share"] > 1 - MIN_VARYING_SHARE:
+        return "not testable here", (f"the base model's outputs hold one value ({row['base_mode']:g}) in "
+                                     f"{row['base_modal_share']:.0%} of {n}: there is (almost) nothing for tuning to move")
+    measured = np.sign(row["rank_biserial"])
+    if row["p_adjusted"] >= alpha:
+        return "inconclusive", f"Holm-adjusted p = {row['p_adjusted']:.2g} (not below {alpha})"
+    agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
+    if agreeing < seeds:
+        return "inconclusive", f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction"
+    return ("agrees" if measured == sign else "opposite"), f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds"
+
+
 def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | tuple[str, ...] = (),
                  alpha: float = 0.05) -> pd.DataFrame:
-    """Each direction the paper states, the direction measured here, its effect size, and whether
-    it agrees (same sign and significant after correction), disagrees, or is inconclusive.
+    """Each direction the paper states, the direction measured here (paired statistics from
+    `compare_paired`), its effect size with CI, and a verdict from VERDICTS with its reason, all
+    derived from the data. Counts are judged per second of audio too (PER_SECOND); where the two
+    verdicts differ, the reason says so.
 
     other_axes: the scorer's axes the paper also reports but did not optimise (Audiobox: CU, PC,
     PQ; the paper: they rise too). A stand-in has none: its parts are not the paper's quantities."""
@@ -78,12 +193,21 @@ def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | 
         if measure not in by_measure.index:
             continue
         r = by_measure.loc[measure]
-        measured = np.sign(r["cliffs_delta"]) if np.isfinite(r["cliffs_delta"]) else 0
-        significant = r["p_adjusted"] < alpha
-        verdict = ("agrees" if measured == sign else "opposite") if significant else "inconclusive"
-        rows.append({"claim": text, "measure": measure if label != "reward axis (CE, or the stand-in)" else reward_axis,
+        verdict, reason = judge(r, sign, alpha)
+        per_second, per_second_verdict = PER_SECOND.get(measure, ""), ""
+        if per_second in by_measure.index:
+            per_second_verdict, ps_reason = judge(by_measure.loc[per_second], sign, alpha)
+            if per_second_verdict != verdict:
+                reason += f"; per second of audio: {per_second_verdict} ({ps_reason})"
+        measured = np.sign(r.get("rank_biserial", np.nan)) if np.isfinite(r.get("rank_biserial", np.nan)) else 0
+        rows.append({"claim": text, "measure": measure, "test": r["test"], "n_pairs": int(r["n_pairs"]),
                      "paper_direction": "up" if sign > 0 else "down",
                      "measured_direction": {1: "up", -1: "down", 0: "none"}[int(measured)],
-                     "cliffs_delta": r["cliffs_delta"], "ci": f"[{r['delta_ci_low']:.2f}, {r['delta_ci_high']:.2f}]",
-                     "p_adjusted": r["p_adjusted"], "verdict": verdict})
-    return pd.DataFrame(rows)
+                     "median_base": r.get("median_base", np.nan), "median_tuned": r.get("median_tuned", np.nan),
+                     "effect": r.get("rank_biserial", np.nan),
+                     "effect_ci": f"[{r.get('effect_ci_low', np.nan):.2f}, {r.get('effect_ci_high', np.nan):.2f}]",
+                     "p_adjusted": r["p_adjusted"], "seeds_in_direction": r["seeds_in_direction"],
+                     "verdict": verdict, "per_second_verdict": per_second_verdict, "reason": reason})
+    table = pd.DataFrame(rows)
+    assert table.empty or table["verdict"].isin(VERDICTS).all()
+    return table

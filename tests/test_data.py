@@ -77,10 +77,15 @@ def test_folder_corpus_skips_bad_files_and_reports_them(fixtures, tmp_path):
     assert reasons == {"unparseable": 3, "empty_file": 1, "no_notes": 1, "drums_only": 1}
     summary = corpus.summary
     assert summary.loc["total", "pieces"] == 4
-    assert list(summary.columns) == ["pieces", "notes", "hours", "tokens"]
+    assert list(summary.columns) == ["pieces", "notes", "hours", "tokens", "pieces_with_dynamics"]
     assert sum(len(corpus.paths(s)) for s in ("train", "val", "test")) == 4
     tokens = corpus.tokens("train") + corpus.tokens("val") + corpus.tokens("test")
     assert sum(len(t) for t in tokens) == summary.loc["total", "tokens"]
+    # dynamics: pieces whose tokens hold more than one Velocity token (counted here from the tokens)
+    from smart_core.tokenizer import id_to_token
+
+    levels = [len({id_to_token(int(i)) for i in t if id_to_token(int(i)).startswith("Velocity_")}) for t in tokens]
+    assert summary.loc["total", "pieces_with_dynamics"] == sum(n > 1 for n in levels)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from smart_core import plots, report
 from smart_core.reward import StandInScorer
+from smart_core.stats import PAIRED_TEST, VERDICTS
 
 RECORD = StandInScorer().describe()
 
@@ -51,8 +52,13 @@ def test_the_features_section_takes_axes_and_claims_from_the_scorer_record(tiny_
     fig3 = _capture_fig3(monkeypatch)
     result = report.features(cfg, tmp_path)
     assert _made(tmp_path) == (_figure("fig3_reward_axes") | _figure("fig4_features")
-                               | _table("feature_statistics") | _table("claims"))
-    assert result["n_base"] == result["n_tuned"] == cfg.eval_prompts
+                               | _table("feature_statistics") | _table("claims") | _table("training_summary")
+                               | {"claims_discussion.md", "claims_discussion.tex"})
+    # the replicate (tiny: 2 replicates) is not trained here: the claims use the one seed there is
+    assert result["n_base"] == result["n_tuned"] == cfg.eval_prompts and result["seeds"] == str(cfg.seed)
+    assert set(result["statistics"]["test"]) == {PAIRED_TEST}
+    assert "notes_per_second" in result["statistics"]["measure"].tolist()
+    assert result["training_summary"][["run", "seed"]].values.tolist() == [["smart", cfg.seed]]
 
     # figure 3: one panel per recorded axis (the stand-in's 4), labelled as recorded
     assert [ax.get_xlabel() for ax in fig3[0].axes] == [RECORD["axis_info"][a]["label"] for a in RECORD["axes"]]
@@ -64,10 +70,14 @@ def test_the_features_section_takes_axes_and_claims_from_the_scorer_record(tiny_
     assert claims["measure"].iloc[0] == "standin" and claims["claim"].iloc[0] == "the reward (standin; the paper's: CE) rises over training"
     assert not claims["claim"].str.contains("rises too").any()
     assert not claims["measure"].isin(["CE", "CU", "PC", "PQ"]).any()
-    assert set(claims["verdict"]) <= {"agrees", "opposite", "inconclusive"}
+    assert set(claims["verdict"]) <= set(VERDICTS) and claims["reason"].str.len().gt(0).all()
     assert pd.read_csv(tmp_path / "claims.csv")["measure"].tolist() == claims["measure"].tolist()
     tex = (tmp_path / "claims.tex").read_text()
-    assert tex.startswith("% profile: tiny | OFFLINE STAND-IN reward")
+    assert tex.startswith(f"% profile: tiny | OFFLINE STAND-IN reward (not Audiobox) | seed {cfg.seed} | commit")
+    assert "\\textit{profile: tiny \\textbar{} OFFLINE STAND-IN reward" in tex  # visible in the PDF too
+    assert "reason" not in tex and "verdict" in tex  # the LaTeX shows the columns that fit
+    discussion = (tmp_path / "claims_discussion.md").read_text()
+    assert discussion.startswith(f"Of the paper's {len(claims)} claims checked")
 
 
 def test_another_scorer_record_gives_other_panels_and_claim_rows(tiny_trained, tmp_path, monkeypatch):
@@ -96,7 +106,7 @@ def test_the_diversity_section_writes_fig5_the_metrics_and_the_sweep(tiny_traine
     assert metrics.loc["base", "mean_reward"] == pytest.approx(tiny_trained["base_eval"]["reward"].mean())
     assert metrics.loc["smart: 4 steps, beta 0.04", "mean_reward"] == pytest.approx(
         tiny_trained["tuned_eval"]["reward"].mean())
-    assert (metrics["rolls_used"] + metrics["rolls_dropped"] == cfg.eval_prompts).all()
+    assert (metrics["n"] == cfg.eval_prompts).all()
     pd.testing.assert_frame_equal(result["sweep"], tiny_trained["sweep"])
 
 

@@ -10,7 +10,7 @@ def test_cliffs_delta():
     assert cliffs_delta([1, 2], [1, 2]) == 0.0
 
 
-def test_compare_and_claims_find_a_real_shift_and_not_a_null_one():
+def test_the_unpaired_comparison_finds_a_real_shift_and_not_a_null_one():
     rng = np.random.default_rng(0)
     base = pd.DataFrame({"n_notes": rng.normal(30, 5, 200), "empty_beat_rate": rng.uniform(0, 0.5, 200),
                          "pitch_range": rng.normal(20, 5, 200), "standin": rng.normal(5, 1, 200)})
@@ -21,10 +21,6 @@ def test_compare_and_claims_find_a_real_shift_and_not_a_null_one():
     assert row.loc["n_notes", "p_adjusted"] < 1e-6 and row.loc["n_notes", "delta_ci_low"] > 0.5
     assert row.loc["empty_beat_rate", "p_adjusted"] > 0.05
     assert (stats["p_adjusted"] >= stats["p"]).all()  # Holm never lowers p
-    claims = claims_table(stats, "standin").set_index("measure")
-    assert claims.loc["n_notes", "verdict"] == "agrees"
-    assert claims.loc["standin", "verdict"] == "agrees"
-    assert claims.loc["empty_beat_rate", "verdict"] == "inconclusive"
 
 
 def test_bootstrap_ci_covers_the_estimate():
@@ -32,3 +28,97 @@ def test_bootstrap_ci_covers_the_estimate():
     a, b = rng.normal(1, 1, 100), rng.normal(0, 1, 100)
     lo, hi = bootstrap_ci(a, b, n_boot=300)
     assert lo < cliffs_delta(a, b) < hi
+
+
+# ------------------------------------------------------------------------------------------------ paired
+
+from scipy.stats import wilcoxon  # noqa: E402
+
+from smart_core.stats import PAIRED_TEST, VERDICTS, compare_paired, judge, rank_biserial  # noqa: E402
+
+
+def _pairs(shift, n=60, seeds=(0, 1, 2), constant_velocity=True, seed_shift=None):
+    """(seed, base, tuned) tables as evaluate writes them: row i of both is prompt i."""
+    rng = np.random.default_rng(42)
+    out = []
+    for s in seeds:
+        prompts = [f"p{s}-{i}" for i in range(n)]
+        notes = rng.normal(30, 6, n)
+        base = pd.DataFrame({"prompt": prompts, "n_notes": notes, "velocity_mean": 90.0 if constant_velocity else rng.normal(80, 5, n),
+                             "pitch_range": rng.normal(20, 4, n), "standin": rng.normal(0.5, 0.1, n)})
+        delta = shift if seed_shift is None else seed_shift[s]
+        tuned = pd.DataFrame({"prompt": prompts, "n_notes": notes + delta + rng.normal(0, 2, n),
+                              "velocity_mean": base["velocity_mean"] + (0 if constant_velocity else rng.normal(0, 1, n)),
+                              "pitch_range": base["pitch_range"] + rng.normal(0, 3, n),
+                              "standin": base["standin"] + 0.05 + rng.normal(0, 0.02, n)})
+        out.append((s, base, tuned))
+    return out
+
+
+def test_rank_biserial_matches_its_definition():
+    d = np.array([3.0, -1.0, 2.0, 0.0, 5.0])
+    ranks = {3.0: 3, -1.0: 1, 2.0: 2, 5.0: 4}  # ranks of |d| without the zero
+    plus = sum(r for v, r in ranks.items() if v > 0)
+    assert rank_biserial(d) == (plus - 1) / 10
+    assert rank_biserial([0, 0]) == 0.0
+
+
+def test_the_paired_test_is_wilcoxon_on_the_pooled_differences():
+    pairs = _pairs(shift=2.0)
+    stats = compare_paired(pairs, ["n_notes", "pitch_range"], n_boot=200).set_index("measure")
+    d = np.concatenate([t["n_notes"] - b["n_notes"] for _, b, t in pairs])
+    assert stats.loc["n_notes", "p"] == wilcoxon(d).pvalue
+    assert stats.loc["n_notes", "test"] == PAIRED_TEST and stats.loc["n_notes", "n_pairs"] == 180
+    assert stats.loc["n_notes", "effect_ci_low"] <= stats.loc["n_notes", "rank_biserial"] <= stats.loc["n_notes", "effect_ci_high"]
+    assert stats.loc["n_notes", "seeds_in_direction"] == "3/3"
+    assert (stats["p_adjusted"] >= stats["p"]).all()
+
+
+def test_pairing_finds_a_shift_the_unpaired_test_misses():
+    # a 1-note shift under 6 notes of between-prompt spread: visible only through the pairs
+    pairs = _pairs(shift=1.0)
+    paired = compare_paired(pairs, ["n_notes"], n_boot=100).set_index("measure")
+    base = pd.concat([b for _, b, _ in pairs]); tuned = pd.concat([t for _, _, t in pairs])
+    unpaired = compare(base, tuned, ["n_notes"], n_boot=100).set_index("measure")
+    assert paired.loc["n_notes", "p"] < 1e-6 < 0.05 < unpaired.loc["n_notes", "p"]
+
+
+def test_unpaired_tables_are_refused():
+    (s, base, tuned), *_ = _pairs(shift=1.0)
+    import pytest
+
+    with pytest.raises(ValueError, match="not paired"):
+        compare_paired([(s, base, tuned.iloc[::-1].reset_index(drop=True))], ["n_notes"])
+
+
+def test_verdicts_come_from_the_data():
+    stats = compare_paired(_pairs(shift=2.0), ["standin", "n_notes", "velocity_mean", "pitch_range"], n_boot=200)
+    claims = claims_table(stats, "standin").set_index("measure")
+    assert claims.loc["standin", "verdict"] == "agrees"
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    assert claims.loc["n_notes", "verdict"] == "agrees"
+    # constant velocity in every base output: nothing to test, and the reason says what the data hold
+    assert claims.loc["velocity_mean", "verdict"] == "not testable here"
+    assert "90" in claims.loc["velocity_mean", "reason"] and "100%" in claims.loc["velocity_mean", "reason"]
+    assert claims.loc["pitch_range", "verdict"] == "inconclusive"
+
+
+def test_a_direction_not_held_by_every_seed_is_inconclusive():
+    stats = compare_paired(_pairs(shift=0, seed_shift={0: 4.0, 1: 4.0, 2: -1.5}), ["n_notes"], n_boot=100)
+    row = stats.iloc[0]
+    assert row["p_adjusted"] < 0.05 and row["seeds_in_direction"] == "2/3"
+    verdict, reason = judge(row, +1)
+    assert verdict == "inconclusive" and "2 of 3 seeds" in reason
+
+
+def test_a_count_and_its_rate_per_second_are_both_judged():
+    pairs = []
+    for s, base, tuned in _pairs(shift=3.0):
+        # more notes, but in pieces twice as long: fewer notes per second
+        base = base.assign(notes_per_second=base["n_notes"] / 5.0)
+        tuned = tuned.assign(notes_per_second=tuned["n_notes"] / 10.0)
+        pairs.append((s, base, tuned))
+    claims = claims_table(compare_paired(pairs, ["n_notes", "notes_per_second"], n_boot=100), "standin")
+    row = claims.set_index("measure").loc["n_notes"]
+    assert row["verdict"] == "agrees" and row["per_second_verdict"] == "opposite"
+    assert "per second of audio: opposite" in row["reason"]
