@@ -36,10 +36,13 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 	$(PY) bench/grpo_vs_trl.py
 
-## Build paper/smart_repro.pdf (needs a TeX distribution: apt-get install texlive-latex-recommended texlive-latex-extra)
+## Build paper/build/smart_repro.pdf from figures/$(PROFILE) (pdflatex: installed by make setup via scripts/install_system.sh)
 paper: figures
-	@command -v pdflatex >/dev/null || { echo "pdflatex not found: apt-get install -y texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"; exit 1; }
-	cd paper && mkdir -p build && pdflatex -interaction=nonstopmode -output-directory build smart_repro.tex >/dev/null && pdflatex -interaction=nonstopmode -output-directory build smart_repro.tex >/dev/null && echo "paper/build/smart_repro.pdf"
+	@command -v pdflatex >/dev/null || { echo "pdflatex not found: run  make setup  (or: sudo apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils)"; exit 1; }
+	@mkdir -p paper/build
+	@cd paper && for pass in 1 2; do max_print_line=10000 pdflatex -interaction=nonstopmode -halt-on-error -output-directory build -jobname smart_repro '\def\figdir{../figures/$(PROFILE)}\input{smart_repro.tex}' >/dev/null || { tail -n 20 build/smart_repro.log; exit 1; }; done
+	@grep -F 'Overfull \hbox' paper/build/smart_repro.log || true
+	@echo "paper/build/smart_repro.pdf"
 
 ## Remove run outputs under runs/; listening studies holding human ratings are kept (DELETE_RATINGS=1 deletes them too)
 clean-runs: $(STAMP)

@@ -11,6 +11,9 @@ import itertools
 
 import numpy as np
 import symusic
+from scipy import sparse
+from scipy.spatial.distance import cdist
+from threadpoolctl import threadpool_limits
 
 from .midi import as_score
 
@@ -23,13 +26,15 @@ def distinct_n(sequences: list[list[int]], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else float("nan")
 
 
-def pianoroll(midi, beats: int = ROLL_BEATS, frames_per_beat: int = FRAMES_PER_BEAT) -> np.ndarray | None:
-    """Binary roll [88 pitches (21-108), beats * frames_per_beat] of the first `beats` beats, or
-    None when the piece is shorter than that (the paper drops those)."""
+def pianoroll(midi, beats: int = ROLL_BEATS, frames_per_beat: int = FRAMES_PER_BEAT,
+              pad: bool = False) -> np.ndarray | None:
+    """Binary roll [88 pitches (21-108), beats * frames_per_beat] of the first `beats` beats. A piece
+    shorter than that is None (pad=False) or silent over its missing beats (pad=True; an empty
+    piece is all silence)."""
     score = as_score(midi)
     tpq = score.ticks_per_quarter
     notes = [n for t in score.tracks if not t.is_drum for n in t.notes]
-    if not notes or max(n.time + n.duration for n in notes) < beats * tpq:
+    if not pad and (not notes or max(n.time + n.duration for n in notes) < beats * tpq):
         return None
     roll = np.zeros((HIGH_PITCH - LOW_PITCH + 1, beats * frames_per_beat), dtype=np.float32)
     for n in notes:
@@ -40,13 +45,17 @@ def pianoroll(midi, beats: int = ROLL_BEATS, frames_per_beat: int = FRAMES_PER_B
     return roll
 
 
-def average_pianoroll(midis) -> tuple[np.ndarray, int, int]:
-    """(mean roll, pieces used, pieces dropped for being shorter than 16 beats)."""
-    rolls = [pianoroll(m) for m in midis]
-    kept = [r for r in rolls if r is not None]
-    shape = (HIGH_PITCH - LOW_PITCH + 1, ROLL_BEATS * FRAMES_PER_BEAT)
-    mean = np.mean(kept, axis=0) if kept else np.zeros(shape, np.float32)
-    return mean, len(kept), len(rolls) - len(kept)
+def average_pianoroll(midis, n_beats: int = ROLL_BEATS,
+                      frames_per_beat: int = FRAMES_PER_BEAT) -> tuple[np.ndarray, int]:
+    """(mean roll over every piece, n = number of pieces averaged). Every piece counts: one shorter
+    than n_beats is silence over its missing beats, an empty one silence throughout, so rolls of sets
+    with the same n are comparable (the paper's figure 5; dropping short pieces would hide them)."""
+    shape = (HIGH_PITCH - LOW_PITCH + 1, n_beats * frames_per_beat)
+    total, n = np.zeros(shape, dtype=np.float64), 0
+    for midi in midis:
+        total += pianoroll(midi, n_beats, frames_per_beat, pad=True)
+        n += 1
+    return (total / max(n, 1)).astype(np.float32), n
 
 
 def profile(midi) -> np.ndarray:
@@ -76,24 +85,40 @@ def mean_pairwise_distance(vectors: np.ndarray) -> float:
     return float(dist[np.triu_indices(len(vectors), 1)].mean())
 
 
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    """Each column scaled by its largest magnitude (not centred: centring would make two different
+    pieces opposite), then each row to unit length (an all-zero row stays zero)."""
+    x = np.nan_to_num(np.asarray(features, dtype=float))
+    scale = np.abs(x).max(axis=0)
+    x = x / np.where(scale > 0, scale, 1.0)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norms > 0, x / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+def _cosine_kernel(features: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the feature vectors (as _unit_rows scales them); 1 on the diagonal."""
+    x = _unit_rows(features)
+    k = x @ x.T
+    np.fill_diagonal(k, 1.0)  # an all-zero (empty) piece is still one item, similar to itself
+    return k
+
+
+def _vendi_of_kernels(kernels: np.ndarray) -> np.ndarray:
+    """Vendi score of each similarity matrix of a stack [..., n, n]."""
+    n = kernels.shape[-1]
+    eig = np.linalg.eigvalsh(kernels / n)
+    eig = np.where(eig > 1e-12, eig, 1.0)  # log(1) = 0: (near-)zero eigenvalues add nothing
+    return np.exp(-(eig * np.log(eig)).sum(-1))
+
+
 def vendi_score(features: np.ndarray) -> float:
     """Vendi score (Friedman & Dieng 2023): exp of the entropy of the eigenvalues of K / n, K the
     cosine similarity of the feature vectors (each column scaled by its largest magnitude, not
     centred: centring would make two different pieces opposite). 1 for identical items, up to n
     for n mutually orthogonal ones: "the effective number of distinct pieces"."""
-    x = np.nan_to_num(np.asarray(features, dtype=float))
-    n = len(x)
-    if n == 0:
+    if len(features) == 0:
         return float("nan")
-    scale = np.abs(x).max(axis=0)
-    x = x / np.where(scale > 0, scale, 1.0)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.where(norms > 0, x / np.where(norms > 0, norms, 1.0), 0.0)
-    k = x @ x.T
-    np.fill_diagonal(k, 1.0)  # an all-zero (empty) piece is still one item, similar to itself
-    eig = np.linalg.eigvalsh(k / n)
-    eig = eig[eig > 1e-12]
-    return float(np.exp(-(eig * np.log(eig)).sum()))
+    return float(_vendi_of_kernels(_cosine_kernel(features)))
 
 
 def prompt_dependence(vectors: np.ndarray, prompt_keys: list[str]) -> float:
@@ -109,15 +134,158 @@ def prompt_dependence(vectors: np.ndarray, prompt_keys: list[str]) -> float:
     return float(1 - np.mean(within) / np.mean(between))
 
 
-def diversity_report(token_sequences: list[list[int]], midis: list, prompt_keys: list[str] | None = None) -> dict:
+def bootstrap_indices(n: int, n_boot: int, prompts: list | None = None, seed: int = 0) -> np.ndarray:
+    """[n_boot, n] resampled sample indices, with replacement; with prompts, within each prompt (a
+    position keeps its prompt), so every resample has the design of the original set."""
+    rng = np.random.default_rng(seed)
+    if prompts is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    idx = np.empty((n_boot, n), dtype=np.int64)
+    keys = np.asarray([str(p) for p in prompts])
+    for key in dict.fromkeys(keys):  # first-seen order: deterministic
+        members = np.flatnonzero(keys == key)
+        idx[:, members] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
+    return idx
+
+
+def _ngram_ids(sequences: list[list[int]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(id of every n-gram occurrence of the set, the sequence it is in); equal n-grams share an id."""
+    windows, rows = [], []
+    for i, seq in enumerate(sequences):
+        seq = np.asarray(seq, dtype=np.int64)
+        if len(seq) >= n:
+            windows.append(np.lib.stride_tricks.sliding_window_view(seq, n))
+            rows.append(np.full(len(seq) - n + 1, i))
+    if not windows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    grams = np.concatenate(windows)
+    low, base = grams.min(), int(grams.max() - grams.min()) + 1
+    if base ** n < 2 ** 62:  # one integer per n-gram: a 1-d sort, much faster than rows
+        grams = (grams - low) @ (base ** np.arange(n, dtype=np.int64))
+    _, ids = np.unique(grams, axis=0 if grams.ndim > 1 else None, return_inverse=True)
+    return ids.reshape(-1), np.concatenate(rows)
+
+
+def _distinct_n_resampled(sequences: list[list[int]], n: int, weights: np.ndarray) -> np.ndarray:
+    """distinct_n of every resample (rows of weights: how often each sequence was drawn).
+
+    distinct_n = (sum over n-gram occurrences of 1 / occurrences of that n-gram in the set) / number
+    of occurrences. In a resample, copies of one sequence do not make each other's n-grams repeats
+    (as a pair of copies is no pair in the distances): an occurrence in sequence i is counted
+    against its own sequence once and every other sequence as often as it was drawn. On the set
+    itself (all weights 1) this is exactly distinct_n."""
+    ids, rows = _ngram_ids(sequences, n)
+    out = np.full(len(weights), np.nan)
+    if not len(ids):
+        return out
+    n_ids = int(ids.max()) + 1
+    # each (sequence, n-gram) once, with how often the n-gram occurs in that sequence
+    pairs, own = np.unique(rows * n_ids + ids, return_counts=True)
+    pair_rows, pair_ids, own = pairs // n_ids, pairs % n_ids, own.astype(float)
+    lengths = np.bincount(rows, minlength=len(sequences)).astype(float)
+    weights = np.asarray(weights, dtype=float)
+    # an n-gram of one sequence only counts 1 / own per occurrence, 1 per (sequence, n-gram), in any
+    # resample: linear in the weights. Only n-grams shared between sequences need the division.
+    shared = np.bincount(pair_ids, minlength=n_ids)[pair_ids] > 1
+    solo = np.bincount(pair_rows[~shared], minlength=len(sequences)).astype(float)
+    pair_rows, pair_ids, own = pair_rows[shared], pair_ids[shared], own[shared]
+    counts_t = sparse.csr_matrix((own, (pair_ids, pair_rows)), shape=(n_ids, len(sequences)))  # n-gram x sequence
+    step = max(1, 2_000_000 // max(len(own), 1))  # resamples at a time: a few million numbers in flight
+    for start in range(0, len(weights), step):
+        w_all = weights[start:start + step]
+        occurrences = w_all @ lengths
+        total = np.asarray(counts_t @ w_all.T).T[:, pair_ids]  # occurrences of each n-gram in each resample
+        w = w_all[:, pair_rows]
+        counted = total - (w - 1.0) * own  # the other copies of its own sequence left out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = ((w * own / np.where(w > 0, counted, 1.0)).sum(1) + w_all @ solo) / occurrences
+        out[start:start + step] = np.where(occurrences > 0, share, np.nan)
+    return out
+
+
+def _pair_mean(dist: np.ndarray, weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per resample (rows of weights), the mean of dist over pairs of draws of two different samples
+    (a sample drawn twice is no pair: its zero distance to itself says nothing about diversity),
+    restricted to the pairs where mask is true: sum w_i w_j d_ij / sum w_i w_j over i != j."""
+    w = np.asarray(weights, dtype=float)
+    mask = np.ones(dist.shape, dtype=bool) if mask is None else mask.copy()
+    np.fill_diagonal(mask, False)
+    num = ((w @ np.where(mask, dist, 0.0)) * w).sum(1)
+    den = ((w @ mask.astype(float)) * w).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _vendi_resampled(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Vendi score of every resample, a sample drawn k times being k items (all similar 1).
+
+    The non-zero eigenvalues of K / n, K = X X^T over the drawn unit rows, are those of the small
+    X^T diag(w) X / n (features x features), so a resample costs a d x d eigenproblem, whatever n.
+    An empty piece (a zero row, similar only to itself) gets a dimension of its own."""
+    x = _unit_rows(features)
+    empty = np.flatnonzero(~x.any(axis=1))
+    if len(empty):
+        x = np.hstack([x, np.eye(len(x))[:, empty]])
+    w = np.asarray(weights, dtype=float)
+    if x.shape[1] >= x.shape[0]:  # more dimensions than samples: the n x n kernel is the smaller one
+        root = np.sqrt(w)
+        grams = root[:, :, None] * (x @ x.T)[None] * root[:, None, :]
+    else:
+        grams = np.einsum("bi,ij,ik->bjk", w, x, x)
+    # _vendi_of_kernels divides by the last dimension: rescale so that the division is by the draws
+    return _vendi_of_kernels(grams * (grams.shape[-1] / w.sum(1))[:, None, None])
+
+
+def _interval(estimate: float, resampled: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """95% percentile interval of the resampled metric, shifted by the offset of their median from
+    the estimate. A with-replacement resample repeats samples, which by itself moves a set metric
+    (Vendi most: a piece drawn k times weighs k times; distinct-n's 1 / count is convex) though the
+    set is no more or less diverse; the shift removes that offset and keeps the bootstrap spread,
+    so the interval always holds the estimate."""
+    values = resampled[np.isfinite(resampled)]
+    if not np.isfinite(estimate) or len(values) < 2:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, mid, high = np.percentile(values, [tail, 50, 100 - tail])
+    return float(low - mid + estimate), float(high - mid + estimate)
+
+
+def diversity_report(token_sequences: list[list[int]], midis: list, prompts: list | None = None, n_boot: int = 0,
+                     seed: int = 0) -> dict:
+    """distinct-1..4 of the token sequences, pairwise profile distance, Vendi (profile + features,
+    and profile alone) and, with prompts, prompt dependence. n_boot > 0 adds `<metric>_ci_low` and
+    `<metric>_ci_high`: a 95% bootstrap interval over samples (resampled within prompt when prompts
+    are given), from the feature vectors and distance / similarity matrices computed once."""
     from .features import FEATURES, midi_features
 
     profiles = np.stack([profile(m) for m in midis])
     feats = np.array([[midi_features(m)[k] for k in FEATURES] for m in midis], dtype=float)
+    both = np.hstack([profiles, feats])
     report = {f"distinct_{n}": distinct_n(token_sequences, n) for n in (1, 2, 3, 4)}
     report["pairwise_distance"] = mean_pairwise_distance(profiles)
-    report["vendi"] = vendi_score(np.hstack([profiles, feats]))
+    report["vendi"] = vendi_score(both)
     report["vendi_profile"] = vendi_score(profiles)
-    if prompt_keys is not None:
-        report["prompt_dependence"] = prompt_dependence(profiles, prompt_keys)
-    return report
+    if prompts is not None:
+        report["prompt_dependence"] = prompt_dependence(profiles, prompts)
+    if n_boot <= 0 or len(midis) < 2:
+        return report
+
+    idx = bootstrap_indices(len(midis), n_boot, prompts, seed)
+    weights = np.stack([np.bincount(row, minlength=len(midis)) for row in idx])  # draws of each sample
+    resampled = {f"distinct_{n}": _distinct_n_resampled(token_sequences, n, weights) for n in (1, 2, 3, 4)}
+    dist = cdist(profiles, profiles)
+    resampled["pairwise_distance"] = _pair_mean(dist, weights)
+    with threadpool_limits(1):  # n_boot small eigenproblems: BLAS threads only contend on a busy machine
+        resampled["vendi"] = _vendi_resampled(both, weights)
+        resampled["vendi_profile"] = _vendi_resampled(profiles, weights)
+    if prompts is not None:
+        keys = np.asarray([str(p) for p in prompts])
+        same = keys[:, None] == keys[None, :]
+        within, between = _pair_mean(dist, weights, same), _pair_mean(dist, weights, ~same)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resampled["prompt_dependence"] = np.where(between > 0, 1 - within / between, np.nan)
+    with_ci = {}
+    for name, value in report.items():  # each metric followed by its interval
+        with_ci[name] = value
+        with_ci[f"{name}_ci_low"], with_ci[f"{name}_ci_high"] = _interval(value, resampled[name])
+    return with_ci

@@ -119,7 +119,9 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
     """Reward and diversity of a fixed sample set at step 0 (base) and every checkpoint of a run.
 
     The set is up to 4 evaluation prompts x (diversity_samples / prompts) samples each (at least 2),
-    so within- and between-prompt distances exist. Cached in <run>/eval/diversity/sweep.parquet."""
+    so within- and between-prompt distances exist; each metric with its 95% bootstrap interval
+    (`<metric>_ci_low`, `<metric>_ci_high`; cfg.diversity_bootstrap resamples, 0 for none). Cached in
+    <run>/eval/diversity/sweep.parquet."""
     n_prompts = max(1, min(4, cfg.diversity_samples // 2))
     from .diversity import diversity_report
     from .runs import RunDir, read_keyed, write_keyed
@@ -127,7 +129,8 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
     run = RunDir(run_dir)
     cache = run.eval_dir("diversity") / "sweep.parquet"
     per_prompt = max(2, cfg.diversity_samples // n_prompts)
-    key = {**evaluation_key(cfg, base_model_dir, scorer, n_prompts * per_prompt), "diversity_samples": cfg.diversity_samples}
+    key = {**evaluation_key(cfg, base_model_dir, scorer, n_prompts * per_prompt), "diversity_samples": cfg.diversity_samples,
+           "diversity_bootstrap": cfg.diversity_bootstrap}  # a cache without (these) intervals is recomputed
     done = read_keyed(cache, key)
     prompts = [p for p in evaluation_prompts(cfg, n_prompts) for _ in range(per_prompt)]
     points = [(0, Path(base_model_dir))] + [(s, f) for s, f in run.checkpoints() if s <= cfg.steps]
@@ -141,7 +144,9 @@ def diversity_sweep(cfg: Config, run_dir: Path, base_model_dir: str | Path, scor
         model = load_pretrained(folder, resolve_device(cfg.device)).eval()
         table, midis = sample_set(model, prompts, cfg, pool, scorer, cfg.seed + DIVERSITY_SEED_OFFSET, progress=False)
         tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
-        report = diversity_report(tokens, midis, list(table["prompt"]))
+        # 95% intervals: samples resampled within prompt, seeded by the step (reproducible per point)
+        report = diversity_report(tokens, midis, list(table["prompt"]), n_boot=cfg.diversity_bootstrap,
+                                  seed=cfg.seed + step)
         rows.append({"run": run.path.name, "step": step, "reward_mean": float(table["reward"].mean()),
                      "n_notes_mean": float(table["n_notes"].mean()), **report, "model_sha256": shas[step]})
         write_keyed(pd.DataFrame(rows).sort_values("step"), cache, key)  # after every checkpoint: resumable

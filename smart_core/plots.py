@@ -21,19 +21,22 @@ BASE_COLOR, TUNED_COLOR = "#4C72B0", "#DD8452"
 sns.set_theme(style="whitegrid", context="paper")
 
 
-def stamp_text(profile: str, backend: str) -> str:
+def stamp_text(profile: str, backend: str, seeds: str = "") -> str:
+    """profile | reward backend | seed(s) | commit (with "-dirty" when the tree had uncommitted changes)."""
     label = "OFFLINE STAND-IN reward (not Audiobox)" if backend == "standin" else f"reward: {backend}"
-    commit = git_commit()  # "-dirty" when the tree had uncommitted changes: kept, never cut
+    commit = git_commit()  # "-dirty" is kept, never cut
     short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
-    return f"profile: {profile} | {label} | commit {short}"
+    seeds = f" | seed{'s' if ',' in seeds else ''} {seeds}" if seeds else ""
+    return f"profile: {profile} | {label}{seeds} | commit {short}"
 
 
-def save_figure(fig, name: str, out_dir: str | Path, profile: str, backend: str) -> list[Path]:
+def save_figure(fig, name: str, out_dir: str | Path, profile: str, backend: str, seeds: str = "") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stamp = stamp_text(profile, backend, seeds)
     # below everything; bbox_inches="tight" grows the canvas to keep it
-    fig.text(0.99, -0.02, stamp_text(profile, backend), ha="right", va="top", fontsize=6, color="0.4")
-    meta = {"Title": name, "Subject": stamp_text(profile, backend)}
+    fig.text(0.99, -0.02, stamp, ha="right", va="top", fontsize=6, color="0.4")
+    meta = {"Title": name, "Subject": stamp}
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": meta["Subject"]})
     fig.savefig(paths[1], bbox_inches="tight", metadata=meta)
@@ -41,15 +44,44 @@ def save_figure(fig, name: str, out_dir: str | Path, profile: str, backend: str)
     return paths
 
 
-def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, backend: str, float_format="%.3g") -> list[Path]:
+def latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                          ("|", r"\textbar{}"), ("$", r"\$")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, backend: str, float_format="%.3g",
+               seeds: str = "", latex_columns: list[str] | dict[str, str] | None = None) -> list[Path]:
+    """CSV + LaTeX. The CSV keeps every column; the LaTeX shows only `latex_columns` when given (a list
+    of columns, or a {column: header} dict that also renames them). The tabular is drawn at its natural
+    size, or scaled down to the line width when it is wider than the line (graphicx's \\resizebox), so
+    a table never runs off the page. The LaTeX ends with the stamp as a visible caption line, so a table
+    in the PDF says which profile, backend, seeds and commit made it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{name}.csv"
     tex = out / f"{name}.tex"
     df.to_csv(csv, index=False)
-    caption = stamp_text(profile, backend).replace("_", r"\_").replace("|", r"\textbar{}")
-    body = df.to_latex(index=False, float_format=float_format, escape=True)
-    tex.write_text(f"% {stamp_text(profile, backend)}\n{body}% {caption}\n")
+    stamp = stamp_text(profile, backend, seeds)
+    shown = df
+    if latex_columns is not None:
+        missing = [c for c in latex_columns if c not in df.columns]
+        if missing:
+            raise KeyError(f"save_table({name!r}): latex_columns {missing} are not among {list(df.columns)}")
+        shown = df[list(latex_columns)]
+        if isinstance(latex_columns, dict):
+            shown = shown.rename(columns=latex_columns)
+    body = shown.to_latex(index=False, float_format=float_format, escape=True).strip()
+    box = r"\smarttablebox"
+    tex.write_text(f"% {stamp}\n"
+                   f"% the tabular, scaled down to the line width when wider (needs graphicx)\n"
+                   rf"\ifdefined{box}\else\newsavebox{{{box}}}\fi" "\n"
+                   rf"\par\noindent\begingroup\sbox{{{box}}}{{%" "\n"
+                   f"{body}%\n"
+                   rf"}}\ifdim\wd{box}>\linewidth\resizebox{{\linewidth}}{{!}}{{\usebox{{{box}}}}}"
+                   rf"\else\usebox{{{box}}}\fi\endgroup" "\n"
+                   f"\\par{{\\footnotesize\\textit{{{latex_escape(stamp)}}}}}\n")
     return [csv, tex]
 
 
@@ -109,20 +141,68 @@ def reward_scatter(samples: pd.DataFrame, steps: pd.DataFrame, reward_axis: str,
     return fig
 
 
+def seed_summary(steps: pd.DataFrame, column: str, level: float = 0.95) -> pd.DataFrame:
+    """Per step, over seeds: mean, n (seeds with a value: NaN rows are left out) and the t-interval
+    (low, high; NaN where fewer than 2 seeds have a value)."""
+    from scipy import stats
+
+    per_step = steps[["step", column]].dropna().groupby("step")[column].agg(["mean", "std", "count"]).reset_index()
+    with np.errstate(invalid="ignore"):
+        half = stats.t.ppf(0.5 + level / 2, per_step["count"] - 1) * per_step["std"] / np.sqrt(per_step["count"])
+    return per_step.assign(low=per_step["mean"] - half, high=per_step["mean"] + half)
+
+
+def _mean_and_band(ax, summary: pd.DataFrame, label: str, n_seeds: int, color=None, marker: str = ""):
+    (line,) = ax.plot(summary["step"], summary["mean"], marker or "-", ms=3, color=color, label=f"{label} (mean)")
+    band = ax.fill_between(summary["step"], summary["low"], summary["high"], color=line.get_color(), alpha=0.2, lw=0,
+                           label=f"{label}: 95% interval over {n_seeds} seeds")
+    band.set_gid("seed_interval")
+    return line
+
+
 def training_curves(steps: pd.DataFrame, run_name: str):
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    axes[0].plot(steps["step"], steps["reward_mean"])
-    axes[0].fill_between(steps["step"], steps["reward_mean"] - steps["reward_std"], steps["reward_mean"] + steps["reward_std"], alpha=0.2)
-    axes[0].set(xlabel="step", ylabel="scalar reward", title="reward (mean ± sd)")
-    axes[1].plot(steps["step"], steps["kl"], label="KL to reference")
-    axes[1].plot(steps["step"], steps["entropy"] / steps["entropy"].max(), label="entropy (scaled)")
-    axes[1].set(xlabel="step", title="KL and entropy")
-    axes[1].legend()
-    stages = ["seconds_generate", "seconds_render", "seconds_score", "seconds_update"]
-    axes[2].stackplot(steps["step"], *[steps[s] for s in stages], labels=[s.split("_")[1] for s in stages], alpha=0.8)
-    axes[2].set(xlabel="step", ylabel="seconds", title="time per step by stage")
+    """Reward, KL and entropy, and seconds per stage along training. With a `seed` column holding 2
+    or more seeds: each curve is the mean over seeds per step with its 95% t-interval across seeds
+    (a band); else one run's curves (reward: mean +- sd over the step's samples). The KL is drawn at
+    the steps that measured it (beta = 0 runs log it every kl_log_every steps, NaN between)."""
+    seeds = sorted(steps["seed"].dropna().unique()) if "seed" in steps.columns else []
+    n_seeds = len(seeds)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    kl = steps.dropna(subset=["kl"]) if "kl" in steps.columns else steps.iloc[:0]
+    kl_marker = "o-" if len(kl) and kl["step"].nunique() < steps["step"].nunique() else ""  # sparse: points visible
+    stages = [s for s in ("seconds_generate", "seconds_render", "seconds_score", "seconds_update") if s in steps.columns]
+    if n_seeds >= 2:
+        over = f"mean and 95% interval over {n_seeds} seeds"
+        _mean_and_band(axes[0], seed_summary(steps, "reward_mean"), "reward", n_seeds)
+        axes[0].set(xlabel="step", ylabel="scalar reward", title=f"reward: {over}")
+        if len(kl):
+            _mean_and_band(axes[1], seed_summary(kl, "kl"), "KL to reference", n_seeds, marker=kl_marker)
+        entropy = seed_summary(steps, "entropy")
+        scale = entropy["mean"].abs().max() or 1.0
+        _mean_and_band(axes[1], entropy.assign(**{c: entropy[c] / scale for c in ("mean", "low", "high")}),
+                       "entropy (scaled)", n_seeds)
+        axes[1].set(xlabel="step", title=f"KL and entropy: {over}")
+        per_step = steps.groupby("step")[stages].mean().reset_index()
+        time_title = f"time per step by stage (mean over {n_seeds} seeds)"
+        fig.suptitle(f"{run_name}: {over}")
+    else:
+        axes[0].plot(steps["step"], steps["reward_mean"], label="reward (mean)")
+        axes[0].fill_between(steps["step"], steps["reward_mean"] - steps["reward_std"],
+                             steps["reward_mean"] + steps["reward_std"], alpha=0.2, label="± sd over the step's samples")
+        axes[0].set(xlabel="step", ylabel="scalar reward", title="reward (mean ± sd)")
+        if len(kl):
+            axes[1].plot(kl["step"], kl["kl"], kl_marker or "-", ms=3, label="KL to reference")
+        axes[1].plot(steps["step"], steps["entropy"] / steps["entropy"].max(), label="entropy (scaled)")
+        axes[1].set(xlabel="step", title="KL and entropy")
+        per_step, time_title = steps, "time per step by stage"
+        fig.suptitle(run_name)
+    if not len(kl):
+        axes[1].text(0.5, 0.5, "no KL measured", transform=axes[1].transAxes, ha="center", color="0.4")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    axes[2].stackplot(per_step["step"], *[per_step[s] for s in stages], labels=[s.split("_")[1] for s in stages], alpha=0.8)
+    axes[2].set(xlabel="step", ylabel="seconds", title=time_title)
     axes[2].legend(fontsize=7, loc="upper left")
-    fig.suptitle(run_name)
     fig.tight_layout()
     return fig
 
@@ -148,77 +228,139 @@ FEATURE_PANELS = [("n_notes", "number of notes"), ("polyphony_rate", "polyphony 
                   ("empty_beat_rate", "empty-beat rate"), ("scale_consistency", "scale consistency"),
                   ("__pitch__", "pitch distribution"), ("pitch_range", "pitch range"),
                   ("__velocity__", "velocity distribution"), ("velocity_range", "velocity range")]
+# whole-number quantities: their bins hold whole numbers only (edges at k - 0.5)
+INTEGER_VALUED = {"n_notes", "pitch", "pitch_range", "velocity", "velocity_range", "melodic_interval"}
+# the full scale of a pooled quantity, so base and tuned (and profiles) share the same bins
+VALUE_RANGE = {"pitch": (21, 108), "velocity": (1, 127)}
+
+
+def integer_bins(values, low: float | None = None, high: float | None = None, max_bins: int = 40) -> np.ndarray:
+    """Bin edges at k - 0.5 over [low, high] widened to the values' range, each bin the same whole
+    number of integers wide (1, or more to keep at most max_bins bins): no bin is emptier or
+    fuller just for covering fewer or more whole numbers."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v):
+        low = np.floor(v.min()) if low is None else min(low, np.floor(v.min()))
+        high = np.ceil(v.max()) if high is None else max(high, np.ceil(v.max()))
+    low = 0.0 if low is None else low
+    high = low + 1 if high is None else high
+    width = max(1, int(np.ceil((high - low + 1) / max_bins)))
+    count = int(np.ceil((high - low + 1) / width))
+    return low - 0.5 + width * np.arange(count + 1)
 
 
 def feature_histograms(base: pd.DataFrame, tuned: pd.DataFrame, base_pooled: dict, tuned_pooled: dict):
-    """Paper figure 4: 2 x 4 feature histograms, base vs tuned."""
+    """Paper figure 4: 2 x 4 feature histograms, base vs tuned. Per-piece features are counts of
+    pieces; pooled note values (pitch, velocity) are shares of each set's notes (the sets have
+    different numbers of notes). Whole-number quantities get integer-aligned bins."""
     fig, axs = plt.subplots(2, 4, figsize=(13, 5.5))
     for ax, (key, title) in zip(axs.ravel(), FEATURE_PANELS):
-        if key.startswith("__"):
-            name = key.strip("_")
-            a, b = base_pooled[name], tuned_pooled[name]
-            bins = np.arange(20.5, 109.5, 1) if name == "pitch" else np.arange(0.5, 128.5, 4)
+        pooled = key.startswith("__")
+        name = key.strip("_")
+        if pooled:
+            a, b = np.asarray(base_pooled[name], float), np.asarray(tuned_pooled[name], float)
         else:
-            a, b = base[key].dropna(), tuned[key].dropna()
-            lo, hi = np.nanmin(np.r_[a, b, 0]), np.nanmax(np.r_[a, b, 1])
-            bins = np.linspace(lo, hi, 25)
-        ax.hist(a, bins=bins, alpha=0.55, color=BASE_COLOR, label="base", density=True)
-        ax.hist(b, bins=bins, alpha=0.55, color=TUNED_COLOR, label="tuned", density=True)
-        ax.set(title=title)
-    axs[0, 0].legend()
+            a, b = base[key].dropna().to_numpy(float), tuned[key].dropna().to_numpy(float)
+        both = np.r_[a, b]
+        if name in INTEGER_VALUED:
+            low, high = VALUE_RANGE.get(name, (None, None))
+            bins = integer_bins(both, low, high, max_bins=88 if name == "pitch" else 32)
+        else:  # rates in [0, 1]
+            bins = np.linspace(min(np.nanmin(np.r_[both, 0]), 0), max(np.nanmax(np.r_[both, 1]), 1), 25)
+        for values, label, color in ((a, "base", BASE_COLOR), (b, "tuned", TUNED_COLOR)):
+            weights = np.full(len(values), 1 / len(values)) if pooled and len(values) else None
+            ax.hist(values, bins=bins, weights=weights, alpha=0.55, color=color, label=label)
+        ax.set(title=title, ylabel="share of notes" if pooled else "pieces (count)")
+        if name in INTEGER_VALUED:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axs[0, 0].legend(title=f"pieces: base {len(base)}, tuned {len(tuned)}", fontsize=7, title_fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def diversity_panels(systems: dict[str, tuple[pd.DataFrame, np.ndarray, int, int]], reward_axis: str,
-                     axis_info: dict | None = None):
-    """Paper figure 5: per system, the reward histogram above the average piano roll."""
+def diversity_panels(systems: dict[str, tuple[pd.DataFrame, np.ndarray, int]], reward_axis: str,
+                     axis_info: dict | None = None, note: str = ""):
+    """Paper figure 5: per system (a column), the reward histogram above the average piano roll of
+    its n outputs (n printed over each column; every column averages the same n, short pieces as
+    silence over their missing beats). One colour scale, from 0 to the largest value of any panel,
+    with one colour bar; reward histograms share their y axis. `note` goes under the title (say,
+    that the columns use the first n outputs of systems with more)."""
     from .diversity import FRAMES_PER_BEAT, LOW_PITCH
 
-    fig, axs = plt.subplots(2, len(systems), figsize=(3.4 * len(systems), 5.2), squeeze=False,
-                            gridspec_kw={"height_ratios": [1, 2]})
+    fig, axs = plt.subplots(2, len(systems), figsize=(3.4 * len(systems) + 1.0, 5.6), squeeze=False,
+                            gridspec_kw={"height_ratios": [1, 2]}, layout="constrained", sharey="row")
     bins = axis_bins(reward_axis, axis_info)
-    for col, (name, (table, roll, used, dropped)) in enumerate(systems.items()):
+    vmax = max([float(roll.max()) for _, roll, _ in systems.values()] + [1e-6])
+    image = None
+    for col, (name, (table, roll, n)) in enumerate(systems.items()):
         axs[0, col].hist(in_range(table[reward_axis], bins), bins=bins, color=TUNED_COLOR if col else BASE_COLOR)
-        axs[0, col].set(title=name, xlabel=axis_label(reward_axis, axis_info), xlim=(bins[0], bins[-1]))
-        axs[1, col].imshow(roll, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=max(roll.max(), 1e-6),
-                           extent=(0, roll.shape[1] / FRAMES_PER_BEAT, LOW_PITCH - 0.5, LOW_PITCH + roll.shape[0] - 0.5))
-        axs[1, col].set(xlabel=f"beat (n={used}, {dropped} shorter than 16 beats dropped)", ylabel="pitch" if col == 0 else "")
-    fig.tight_layout()
+        axs[0, col].set(title=f"{name}\nn = {n}", xlabel=axis_label(reward_axis, axis_info), xlim=(bins[0], bins[-1]),
+                        ylabel="count" if col == 0 else "")
+        image = axs[1, col].imshow(roll, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=vmax,
+                                   extent=(0, roll.shape[1] / FRAMES_PER_BEAT, LOW_PITCH - 0.5,
+                                           LOW_PITCH + roll.shape[0] - 0.5))
+        axs[1, col].grid(False)  # the theme's white grid would draw over the heatmap
+        axs[1, col].set(xlabel="beat", ylabel="pitch" if col == 0 else "")
+    fig.colorbar(image, ax=axs[1, :].tolist(), label="share of pieces sounding", shrink=0.9)
+    fig.suptitle("Reward and average piano roll (first 16 beats)" + (f"\n{note}" if note else ""), fontsize=9)
     return fig
+
+
+def _has_interval(df: pd.DataFrame, metric: str) -> bool:
+    return f"{metric}_ci_low" in df.columns and f"{metric}_ci_high" in df.columns and df[f"{metric}_ci_low"].notna().any()
 
 
 def diversity_curves(sweeps: pd.DataFrame, metrics=("vendi", "pairwise_distance", "distinct_4", "prompt_dependence")):
+    """Mean reward and diversity metrics at every checkpoint, one line per run; a shaded band is the
+    metric's 95% bootstrap interval (resampled samples) where the sweep has one."""
     fig, axs = plt.subplots(1, len(metrics) + 1, figsize=(3.3 * (len(metrics) + 1), 3))
+    banded = False
     for run, df in sweeps.groupby("run"):
+        df = df.sort_values("step")
         axs[0].plot(df["step"], df["reward_mean"], "o-", ms=3, label=run)
         for ax, m in zip(axs[1:], metrics):
-            ax.plot(df["step"], df[m], "o-", ms=3, label=run)
+            (line,) = ax.plot(df["step"], df[m], "o-", ms=3, label=run)
+            if _has_interval(df, m):
+                ax.fill_between(df["step"], df[f"{m}_ci_low"], df[f"{m}_ci_high"], color=line.get_color(), alpha=0.2,
+                                lw=0).set_gid("bootstrap_interval")
+                banded = True
     axs[0].set(xlabel="step", title="mean reward")
     for ax, m in zip(axs[1:], metrics):
         ax.set(xlabel="step", title=m.replace("_", " "))
     axs[0].legend(fontsize=7)
+    if banded:
+        fig.suptitle("bands: 95% bootstrap interval over the checkpoint's samples (resampled within prompt)", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
     """Mean reward vs diversity at every checkpoint: one line per run, points coloured by step on
-    one shared scale, the base model (step 0) marked once."""
+    one shared scale, the base model (step 0) marked once; horizontal error bars are the metric's
+    95% bootstrap interval where the sweep has one."""
     from matplotlib.colors import Normalize
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     norm = Normalize(0, sweeps["step"].max())
     markers = dict(zip(sorted(sweeps["run"].unique()), itertools.cycle("osD^v")))  # any number of runs
+    with_interval = _has_interval(sweeps, metric)
     for run, df in sweeps.groupby("run"):
         df = df.sort_values("step")
-        ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6, label=run)
+        (line,) = ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6, label=run)
+        if with_interval:
+            xerr = np.nan_to_num(np.clip([df[metric] - df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] - df[metric]],
+                                         0, None))
+            bars = ax.errorbar(df[metric], df["reward_mean"], xerr=xerr, fmt="none", ecolor=line.get_color(),
+                               elinewidth=0.8, alpha=0.6, capsize=0, zorder=2)
+            bars.lines[2][0].set_gid("bootstrap_interval")
         sc = ax.scatter(df[metric], df["reward_mean"], c=df["step"], cmap="viridis", norm=norm, s=28,
                         marker=markers[run], edgecolor="k", linewidth=0.3, zorder=3)
     base = sweeps[sweeps["step"] == 0].iloc[0]
     ax.annotate("base (step 0)", (base[metric], base["reward_mean"]), xytext=(6, -10), textcoords="offset points", fontsize=7)
     fig.colorbar(sc, ax=ax, label="step")
-    ax.set(xlabel=f"diversity ({metric})", ylabel="mean reward", title="Quality-diversity along training")
+    xlabel = f"diversity ({metric})" + (" ± 95% bootstrap interval" if with_interval else "")
+    ax.set(xlabel=xlabel, ylabel="mean reward", title="Quality-diversity along training")
     ax.legend(fontsize=7, title="run (line)")
     return fig
 
@@ -243,10 +385,25 @@ def listening_means(result: dict, title: str):
     return fig
 
 
-def power_plot(curve: pd.DataFrame, title: str):
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(curve["participants"], curve["power"], "o-")
+def power_plot(curve: pd.DataFrame, title: str, participants_now: int | None = 14):
+    """One curve per stated effect (listening.power_at_effects), with the 95% Monte Carlo interval
+    of each simulated power as error bars; effect 0 (if run) is the false-positive rate, drawn against
+    a grey line at alpha; a dotted line at the study's number of participants."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for effect, part in curve.groupby("effect", sort=True):
+        part = part.sort_values("participants")
+        yerr = np.vstack([part["power"] - part["ci_low"], part["ci_high"] - part["power"]]).clip(min=0)
+        ax.errorbar(part["participants"], part["power"], yerr=yerr, fmt="o", capsize=3, ms=4, ls=":" if effect == 0 else "-",
+                    label=f"effect {effect:g} points" if effect else "effect 0 (false-positive rate)",
+                    **({"color": "0.5"} if effect == 0 else {}))
     ax.axhline(0.8, ls="--", color="k", lw=1)
-    ax.axvline(14, ls=":", color="0.4", lw=1)
-    ax.set(xlabel="participants", ylabel="power", ylim=(0, 1.02), title=title)
+    if (curve["effect"] == 0).any():
+        ax.axhline(curve["alpha"].iloc[0], ls="--", color="0.6", lw=0.8)
+    if participants_now:
+        ax.axvline(participants_now, ls=":", color="0.4", lw=1)
+    first = curve.iloc[0] if len(curve) else {}
+    note = f"{first.get('test', '')}\n{first.get('n_sim', '')} simulated studies per point, alpha {first.get('alpha', '')}"
+    ax.set(xlabel="participants", ylabel="power (95% Monte Carlo interval)", ylim=(0, 1.02))
+    ax.set_title(f"{title}\n{note}", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig

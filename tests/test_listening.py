@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from smart_core import ratings
-from smart_core.listening import SimulatedStudy, analyze_ratings, power_curve
+from smart_core.listening import (MIXED_STRUCTURES, SimulatedStudy, analyze_ratings, balanced_mixed_model,
+                                  filter_pass_table, fit_mixed_model, power_at_effects, wilcoxon_p)
 from smart_core.listening_app import ApiError, Study, participant_order, serve
 from smart_core.ratings import export_ratings
 from smart_core.render import FluidRenderer, save_wav
@@ -36,6 +37,7 @@ def test_analysis_recovers_a_known_effect():
     assert mm["p"] < 0.01 and result["wilcoxon"]["p"] < 0.01
     assert result["systems"]["tuned"]["mean"] > result["systems"]["base"]["mean"]
     assert 0 < result["standardised_effect"] < 1.5
+    assert mm["structure"] in dict(MIXED_STRUCTURES) and "var_participant_slope" in mm and "var_prompt_slope" in mm
 
 
 def test_no_effect_gives_no_systematically_small_p():
@@ -44,8 +46,141 @@ def test_no_effect_gives_no_systematically_small_p():
 
 
 def test_power_grows_with_participants():
-    curve = power_curve(0.8, 1.0, 0.36, 2.25, participants=(4, 30), n_sim=40, seed=0)
+    model = SimulatedStudy(sd_participant=1.0, sd_prompt=0.6, sd_residual=1.5)
+    curve = power_at_effects([0.8], (4, 30), model, n_sim=200, seed=0)
     assert curve["power"].iloc[1] > curve["power"].iloc[0] and curve["power"].iloc[1] > 0.8
+
+
+def _long(ratings: np.ndarray) -> pd.DataFrame:
+    """A (participants, prompts, 2) array as the long table analyze_ratings reads."""
+    return pd.DataFrame([{"participant": f"P{p}", "prompt": f"k{k}", "system": ("base", "tuned")[s],
+                          "rating": float(ratings[p, k, s])}
+                         for p in range(ratings.shape[0]) for k in range(ratings.shape[1]) for s in range(2)])
+
+
+def _no_slope_ratings(participant_slope_sd: float = 0.0, n_participants: int = 12, n_prompts: int = 10, seed: int = 0):
+    """Ratings whose tuned - base differences vary by participant x prompt only through a
+    double-centred term: every prompt's mean difference is exactly the effect (1.0), and so is every
+    participant's unless participant_slope_sd adds participant slopes. A slope with no variance at all
+    in the data: its REML estimate is zero, the fit singular."""
+    rng = np.random.default_rng(seed)
+    base = (5 + rng.normal(0, 1, (n_participants, 1)) + rng.normal(0, 0.7, (1, n_prompts))
+            + rng.normal(0, 1, (n_participants, n_prompts)))
+    d = rng.normal(0, 1.4, (n_participants, n_prompts))
+    d = d - d.mean(axis=0, keepdims=True) - d.mean(axis=1, keepdims=True) + d.mean()
+    slopes = rng.normal(0, participant_slope_sd, (n_participants, 1)) if participant_slope_sd else 0.0
+    if participant_slope_sd:
+        slopes = slopes - slopes.mean()
+    return np.stack([base, base + 1.0 + d + slopes], axis=-1)
+
+
+def test_a_singular_fit_falls_back_and_says_why(capsys):
+    mm = fit_mixed_model(_long(_no_slope_ratings()))
+    assert mm["structure"] == "intercepts only" and mm["effect"] == pytest.approx(1.0)
+    assert mm["var_participant_slope"] == 0 and mm["var_prompt_slope"] == 0 and mm["components"] == ["participant", "prompt"]
+    reason = mm["fallback_reason"]
+    assert all(structure + ":" in reason for structure, _ in MIXED_STRUCTURES[:3])  # each richer one was tried
+    assert "participant slope variance at the boundary" in reason and "prompt slope variance at the boundary" in reason
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and printed.startswith("mixed model fell back to 'intercepts only': ")
+
+    # participants' differences vary, prompts' do not: only the prompt slope is dropped
+    mm = fit_mixed_model(_long(_no_slope_ratings(participant_slope_sd=1.0)), verbose=False)
+    assert mm["structure"] == MIXED_STRUCTURES[1][0] and mm["var_participant_slope"] > 0.3
+    assert "prompt slope variance at the boundary" in mm["fallback_reason"]
+    assert "participant slope variance" not in mm["fallback_reason"] and capsys.readouterr().out == ""
+
+
+def test_the_full_model_is_kept_when_both_slopes_vary(capsys):
+    ratings = SimulatedStudy(seed=3, sd_participant_slope=0.8, sd_prompt_slope=0.5).draw()
+    mm = analyze_ratings(ratings)["mixed_model"]
+    assert mm["structure"] == MIXED_STRUCTURES[0][0] and mm["fallback_reason"] == "" and not mm["singular"]
+    assert mm["var_participant_slope"] > 0.1 and mm["var_prompt_slope"] > 0.01
+    assert capsys.readouterr().out == ""
+
+
+def test_the_closed_form_of_the_power_simulation_is_the_mixed_model():
+    rng = np.random.default_rng(1)
+    studies = np.concatenate([SimulatedStudy(n_participants=8, n_prompts=6, sd_prompt_slope=0.6).arrays(3, rng),
+                              SimulatedStudy(n_participants=8, n_prompts=6, sd_participant_slope=0.8,
+                                             sd_prompt_slope=0.6).arrays(2, rng)])
+    closed = balanced_mixed_model(studies)
+    names = ("participant", "prompt", "participant_slope", "prompt_slope")
+    for i, study in enumerate(studies):
+        mm = fit_mixed_model(_long(study), verbose=False)
+        assert closed["effect"][i] == pytest.approx(mm["effect"], rel=1e-9)
+        assert closed["se"][i] == pytest.approx(mm["se"], rel=1e-3) and closed["p"][i] == pytest.approx(mm["p"], rel=1e-2)
+        kept = [n for n, k in zip(names, closed["keep"][i]) if k]
+        assert [c for c in mm["components"] if c.endswith("slope")] == [c for c in kept if c.endswith("slope")]
+
+
+def test_power_at_stated_effects_with_its_monte_carlo_error():
+    n_sim, alpha = 2000, 0.05
+    three_se = 3 * np.sqrt(alpha * (1 - alpha) / n_sim)
+    model = SimulatedStudy(n_prompts=60, sd_participant_slope=0.6, sd_prompt_slope=0.6)
+    table = power_at_effects([0.0, 1.0], [60], model, n_sim=n_sim, alpha=alpha, seed=0)
+    null, large = table.iloc[0], table.iloc[1]
+    assert large["power"] > 0.99 and abs(null["power"] - alpha) < three_se
+    assert null["mc_se"] == pytest.approx(np.sqrt(null["power"] * (1 - null["power"]) / n_sim))
+    assert null["ci_low"] < alpha < null["ci_high"] and large["ci_high"] == 1.0 and large["ci_low"] > 0.99
+    assert list(table["effect"]) == [0.0, 1.0] and (table["n_sim"] == n_sim).all()
+    # the Wilcoxon on participant means holds its level without prompt slopes, and not with them
+    no_prompt_slope = SimulatedStudy(sd_participant_slope=0.5)
+    assert abs(power_at_effects([0.0], [20], no_prompt_slope, n_sim=n_sim, test="wilcoxon")["power"].iloc[0] - alpha) < three_se
+    prompt_slope = SimulatedStudy(sd_prompt_slope=0.3)
+    assert power_at_effects([0.0], [40], prompt_slope, n_sim=n_sim, test="wilcoxon")["power"].iloc[0] > alpha + three_se
+
+
+def test_vectorised_wilcoxon_is_scipys():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for n, rows in ((3, 30), (6, 30), (9, 30), (13, 3), (14, 30), (20, 30)):  # scipy takes ~2 s a row at 13
+        d = np.round(rng.normal(0.3, 1, (rows, n)) * 4) / 4  # ties and zeros
+        d[0] = 0
+        d[1] = rng.normal(size=n)  # no ties
+        expected = [stats.wilcoxon(row).pvalue if row.any() else 1.0 for row in d]
+        assert wilcoxon_p(d) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_filter_pass_counts_per_system(tmp_path):
+    key = pd.DataFrame({"stimulus": [f"s{i}" for i in range(7)], "system": ["base"] * 4 + ["tuned"] * 3,
+                        "attempt": [1, 20, 3, 20, 1, 1, 20],
+                        "passed_filters": [True, False, True, True, True, True, False]})
+    key.to_csv(tmp_path / "key.csv", index=False)  # as the study keeps it
+    table = filter_pass_table(pd.read_csv(tmp_path / "key.csv"), max_attempts=20).set_index("system")
+    assert table.loc["base", ["stimuli", "passed_filters", "max_attempts", "failed_after_max_attempts"]].tolist() == [4, 3, 20, 1]
+    assert table.loc["base", "share_passed"] == 0.75 and table.loc["base", "mean_attempts"] == 11
+    assert table.loc["tuned", ["stimuli", "passed_filters", "failed_after_max_attempts"]].tolist() == [3, 2, 1]
+    assert table.loc["tuned", "mean_attempts"] == pytest.approx(22 / 3)
+    assert table.loc["all", ["stimuli", "passed_filters", "failed_after_max_attempts"]].tolist() == [7, 5, 2]
+    bare = filter_pass_table(key[["stimulus", "system"]]).set_index("system")  # a hand-made study: counts unknown
+    assert bare.loc["base", "stimuli"] == 4 and bare["passed_filters"].isna().all()
+
+
+def test_the_report_marks_simulated_ratings_and_writes_power_and_filter_tables(tmp_path):
+    from smart_core import report
+    from smart_core.config import Config
+
+    cfg = Config.from_profile("tiny", runs_dir=str(tmp_path / "runs"))
+    cfg.profile_dir.mkdir(parents=True)
+    (cfg.profile_dir / "reward.json").write_text(json.dumps({"backend": "standin", "primary_axis": "CE"}))
+    ratings = SimulatedStudy(n_prompts=6, seed=1).draw()
+    key = pd.DataFrame({"stimulus": ["a", "b", "c", "d"], "system": ["base", "tuned"] * 2, "attempt": [1, 2, 2, 1],
+                        "passed_filters": [True, True, False, True]})
+    res = report.listening(cfg, ratings, True, key, tmp_path / "fig", n_sim=20, power_effects=[0.3, 0.9],
+                           power_participants=[8, 16])
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"listening_statistics_SIMULATED.csv", "listening_power_SIMULATED.csv", "listening_power_SIMULATED.png",
+            "listening_filters.csv"} <= names and all(n.startswith("listening_") for n in names)
+    stats_table = pd.read_csv(tmp_path / "fig" / "listening_statistics_SIMULATED.csv")
+    assert (stats_table["data"] == "SIMULATED").all()
+    note = stats_table.set_index("quantity").loc["mixed model: tuned - base", "note"]
+    assert note.startswith(f"structure: {res['mixed_model']['structure']}")
+    power = pd.read_csv(tmp_path / "fig" / "listening_power_SIMULATED.csv")
+    assert sorted(set(power["effect"])) == [0.0, 0.3, 0.9] and (power["data"] == "SIMULATED").all()  # stated, plus 0
+    assert set(power["participants"]) == {8, 16} and power["mc_se"].notna().all()
+    assert pd.read_csv(tmp_path / "fig" / "listening_filters.csv").set_index("system").loc["all", "passed_filters"] == 3
 
 
 def test_loudness_match_gives_equal_rms_without_clipping():

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 from PIL import Image
 
 from smart_core import plots
@@ -76,9 +77,10 @@ def test_a_table_carries_the_stamp_in_its_tex(tmp_path, monkeypatch):
     csv, tex = plots.save_table(table, "t", tmp_path, "tiny", "standin")
     pd.testing.assert_frame_equal(pd.read_csv(csv), table)
     lines = tex.read_text().splitlines()
-    assert lines[0] == "% profile: tiny | OFFLINE STAND-IN reward (not Audiobox) | commit 0123456789ab-dirty"
-    assert lines[-1] == (r"% profile: tiny \textbar{} OFFLINE STAND-IN reward (not Audiobox) \textbar{} "
-                         r"commit 0123456789ab-dirty")
+    stamp = "profile: tiny | OFFLINE STAND-IN reward (not Audiobox) | commit 0123456789ab-dirty"
+    assert lines[0] == f"% {stamp}"
+    # typeset (not only a comment): the stamp is visible under the table in the PDF
+    assert any(plots.latex_escape(stamp) in line and not line.startswith("%") for line in lines)
     assert r"standin\_sustain" in tex.read_text()
 
 
@@ -93,3 +95,183 @@ def test_the_frontier_draws_any_number_of_runs():
         assert len(ax.collections) == 7
     finally:
         plt.close(fig)
+
+
+def test_the_frontier_draws_interval_error_bars_when_the_sweep_has_them():
+    sweeps = pd.DataFrame([{"run": f"run{i}", "step": step, "vendi": 2.0 + step, "vendi_ci_low": 1.5 + step,
+                            "vendi_ci_high": 2.8 + step, "reward_mean": 0.4 + 0.01 * step}
+                           for i in range(2) for step in (0, 2, 4)])
+    fig = plots.quality_diversity_frontier(sweeps)
+    try:
+        ax = fig.axes[0]
+        assert [line.get_label() for line in ax.get_lines()] == ["run0", "run1"]
+        bars = [c for c in ax.collections if c.get_gid() == "bootstrap_interval"]
+        assert len(bars) == 2
+        segments = bars[0].get_segments()
+        assert [tuple(seg[:, 0]) for seg in segments] == [(1.5, 2.8), (3.5, 4.8), (5.5, 6.8)]
+    finally:
+        plt.close(fig)
+    fig = plots.quality_diversity_frontier(sweeps.drop(columns=["vendi_ci_low", "vendi_ci_high"]))
+    try:
+        assert not [c for c in fig.axes[0].collections if c.get_gid() == "bootstrap_interval"]
+    finally:
+        plt.close(fig)
+
+
+def test_diversity_curves_shade_the_intervals_when_the_sweep_has_them():
+    rows = [{"run": "smart", "step": step, "reward_mean": 0.5, **{m: 1.0 + step for m in METRICS},
+             **{f"{m}_ci_low": 0.5 + step for m in METRICS}, **{f"{m}_ci_high": 1.5 + step for m in METRICS}}
+            for step in (0, 2, 4)]
+    fig = plots.diversity_curves(pd.DataFrame(rows))
+    try:
+        for ax in fig.axes[1:]:
+            (band,) = [c for c in ax.collections if c.get_gid() == "bootstrap_interval"]
+            assert isinstance(band, PolyCollection)
+            ys = band.get_paths()[0].vertices[:, 1]
+            assert ys.min() == pytest.approx(0.5) and ys.max() == pytest.approx(5.5)
+    finally:
+        plt.close(fig)
+    fig = plots.diversity_curves(pd.DataFrame(rows).drop(columns=[c for c in rows[0] if "_ci_" in c]))
+    try:
+        assert not [c for ax in fig.axes for c in ax.collections]
+    finally:
+        plt.close(fig)
+
+
+METRICS = ("vendi", "pairwise_distance", "distinct_4", "prompt_dependence")
+
+
+def _steps(seeds, n_steps=6, kl_every=1):
+    """A steps log (one row per step and seed) as the trainer writes it; KL measured every kl_every steps."""
+    rows = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for step in range(1, n_steps + 1):
+            rows.append({"step": step, "seed": seed, "reward_mean": 0.4 + 0.02 * step + 0.01 * rng.normal(),
+                         "reward_std": 0.05, "kl": 0.01 * step if step % kl_every == 0 else np.nan,
+                         "entropy": 3.0 - 0.1 * step + 0.05 * rng.normal(),
+                         **{f"seconds_{s}": 1.0 for s in ("generate", "render", "score", "update")}})
+    return pd.DataFrame(rows)
+
+
+def _bands(ax):
+    return [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_gid() == "seed_interval"]
+
+
+def test_training_curves_over_seeds_show_the_mean_and_a_95_percent_band():
+    from scipy import stats
+
+    steps = _steps([0, 1])
+    fig = plots.training_curves(steps, "smart")
+    try:
+        reward, kl, _ = fig.axes[:3]
+        assert len(_bands(reward)) == 1 and len(_bands(kl)) == 2  # KL and entropy
+        assert "95% interval over 2 seeds" in reward.get_title() and "2 seeds" in fig._suptitle.get_text()
+        (mean_line,) = [line for line in reward.get_lines() if "mean" in line.get_label()]
+        first = steps[steps["step"] == 1]["reward_mean"]
+        assert mean_line.get_ydata()[0] == pytest.approx(first.mean())
+        half = stats.t.ppf(0.975, 1) * first.std() / np.sqrt(2)
+        ys = _bands(reward)[0].get_paths()[0].vertices[:, 1]
+        assert ys.min() <= first.mean() - half + 1e-9 and ys.max() >= first.mean() + half - 1e-9
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("seeds", [[0], None])
+def test_training_curves_of_one_seed_have_no_seed_band(seeds):
+    steps = _steps([0])
+    fig = plots.training_curves(steps if seeds else steps.drop(columns=["seed"]), "smart")
+    try:
+        assert not any(_bands(ax) for ax in fig.axes)
+        assert fig.axes[0].get_title() == "reward (mean ± sd)"
+    finally:
+        plt.close(fig)
+
+
+def test_the_kl_panel_shows_the_kl_of_a_beta0_run_at_its_measured_steps():
+    steps = _steps([0], n_steps=8, kl_every=4)  # NaN between measurements
+    fig = plots.training_curves(steps, "long_beta0")
+    try:
+        (kl,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "KL to reference"]
+        assert list(kl.get_xdata()) == [4, 8] and list(kl.get_ydata()) == pytest.approx([0.04, 0.08])
+    finally:
+        plt.close(fig)
+    fig = plots.training_curves(_steps([0, 1], n_steps=8, kl_every=4), "long_beta0")
+    try:
+        (kl,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "KL to reference (mean)"]
+        assert list(kl.get_xdata()) == [4, 8]
+    finally:
+        plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def fig5_systems(fixtures):
+    """Three systems of real MIDI files, one with a short piece and one with an empty one."""
+    from smart_core.diversity import average_pianoroll
+
+    files = {"base": ["dense_long.mid", "c_major_scale.mid", "a4_one_second.mid"],
+             "tuned": ["dense_long.mid", "dense_long.mid", "c_major_scale.mid"],
+             "other": ["c_major_scale.mid", "no_notes.mid", "a4_one_second.mid"]}
+    systems = {}
+    for i, (name, names) in enumerate(files.items()):
+        roll, n = average_pianoroll([fixtures / f for f in names])
+        systems[name] = (_scores(n, i), roll, n)
+    return systems
+
+
+def test_figure5_columns_share_one_colour_scale_and_bar_print_n_and_have_no_grid(fig5_systems):
+    fig = plots.diversity_panels(fig5_systems, "standin", RECORD["axis_info"], note="every column: the first 3")
+    try:
+        fig.canvas.draw()
+        heatmaps = [ax for ax in fig.axes if ax.images]
+        assert len(heatmaps) == 3
+        vmax = max(roll.max() for _, roll, _ in fig5_systems.values())
+        assert {ax.images[0].get_clim() for ax in heatmaps} == {(0, vmax)}
+        colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert len(colorbars) == 1
+        for ax in heatmaps:
+            assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert titles == [f"{name}\nn = 3" for name in fig5_systems]
+        assert "the first 3" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_figure4_labels_every_panel_and_bins_whole_numbers_on_whole_numbers(fixtures):
+    from smart_core.features import features_table, pooled_note_values
+
+    paths = [str(fixtures / f) for f in ("c_major_scale.mid", "dense_long.mid", "a4_one_second.mid", "no_notes.mid")]
+    base = features_table(pd.DataFrame({"midi_path": paths[:3]}))
+    tuned = features_table(pd.DataFrame({"midi_path": paths[1:]}))
+    fig = plots.feature_histograms(base, tuned, pooled_note_values(base["midi_path"]),
+                                   pooled_note_values(tuned["midi_path"]))
+    try:
+        for ax, (key, _) in zip(fig.axes, plots.FEATURE_PANELS):
+            pooled = key.startswith("__")
+            assert ax.get_ylabel() == ("share of notes" if pooled else "pieces (count)"), key
+            name = key.strip("_")
+            bars = ax.patches
+            if name in plots.INTEGER_VALUED:
+                edges = np.array([b.get_x() for b in bars] + [b.get_x() + b.get_width() for b in bars])
+                assert np.allclose(edges - np.floor(edges), 0.5), key  # edges at k - 0.5
+                widths = {round(b.get_width(), 9) for b in bars}
+                assert len(widths) == 1 and float(widths.pop()).is_integer(), key
+            heights = np.array([b.get_height() for b in bars])
+            half = len(bars) // 2
+            if pooled:  # shares of each set's notes
+                assert heights[:half].sum() == pytest.approx(1) and heights[half:].sum() == pytest.approx(1)
+            elif name == "n_notes":  # counts of pieces
+                assert heights[:half].sum() == 3 and heights[half:].sum() == 3
+        pitch = fig.axes[4]
+        assert min(b.get_x() for b in pitch.patches) == 20.5 and max(b.get_x() + b.get_width() for b in pitch.patches) == 108.5
+    finally:
+        plt.close(fig)
+
+
+def test_integer_bins_hold_whole_numbers_evenly():
+    assert list(plots.integer_bins([3, 7])) == [2.5, 3.5, 4.5, 5.5, 6.5, 7.5]
+    wide = plots.integer_bins([0, 1000], max_bins=32)
+    assert len(wide) - 1 <= 32 and np.allclose(np.diff(wide), np.diff(wide)[0]) and wide[0] == -0.5
+    assert float(np.diff(wide)[0]).is_integer() and wide[-1] >= 1000.5
+    assert list(plots.integer_bins([], 21, 23)) == [20.5, 21.5, 22.5, 23.5]
