@@ -88,7 +88,7 @@ NOTEBOOKS = {
     "01_grpo_training": [
         ("md", "# 01 · GRPO training\nRuns (or resumes) one named run, evaluates base and tuned models on independent "
                "evaluation prompts, and sweeps diversity over its checkpoints. `make reproduce` runs this notebook once per run."),
-        ("code", COLAB), ("params", PARAMS + '\nrun_name = "smart"   # smart | long | long_beta0'), ("code", CONFIG),
+        ("code", COLAB), ("params", PARAMS + '\nrun_name = "smart"   # smart | long | long_beta0 | a replicate, smart_seed<N>'), ("code", CONFIG),
         ("code", "print(report.run_label(cfg, run_name))\nresult = stages.training_stage(cfg, run_name)\n"
                  "print('evaluation prompts seen among training prompts:', result['overlap'])"),
         ("code", "res = report.training(cfg, run_name, figures_dir)\ndisplay(res['stage_seconds'].to_frame())\n"

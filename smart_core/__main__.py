@@ -28,8 +28,9 @@ def refresh_readme(cfg: Config) -> None:
 
     from .results import update_readme
 
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    if readme.exists() and update_readme(readme, cfg.profile, Path("figures") / cfg.profile):
+    root = Path(__file__).resolve().parent.parent  # the repository: README and figures/ from one place
+    readme = root / "README.md"
+    if readme.exists() and Path.cwd().resolve() == root and update_readme(readme, cfg.profile, root / "figures" / cfg.profile):
         print(f"README.md: results section of profile {cfg.profile} regenerated from figures/{cfg.profile}")
 
 
@@ -88,8 +89,8 @@ def run_command(args, parser) -> int:
         from .stages import training_stage
 
         if args.run not in cfg.runs and args.run not in cfg.all_runs():
-            print(f"note: {args.run!r} is not one of the profile's named runs ({', '.join(cfg.runs)}): "
-                  "it trains with the profile's settings and your overrides")
+            print(f"note: {args.run!r} is not one of the profile's runs ({', '.join(cfg.all_runs())}): it trains with "
+                  "the profile's settings (a <run>_seed<N> name: that run's preset with seed N) and your overrides")
         if args.stop_after_step is not None:
             from .grpo import train
 

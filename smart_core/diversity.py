@@ -256,6 +256,11 @@ def diversity_report(token_sequences: list[list[int]], midis: list, prompts: lis
     and profile alone) and, with prompts, prompt dependence. n_boot > 0 adds `<metric>_ci_low` and
     `<metric>_ci_high`: a 95% bootstrap interval over samples (resampled within prompt when prompts
     are given), from the feature vectors and distance / similarity matrices computed once."""
+    with threadpool_limits(1):  # one BLAS thread: the same numbers whatever the machine's thread count
+        return _diversity_report(token_sequences, midis, prompts, n_boot, seed)
+
+
+def _diversity_report(token_sequences, midis, prompts, n_boot, seed) -> dict:
     from .features import FEATURES, midi_features
 
     profiles = np.stack([profile(m) for m in midis])
@@ -275,9 +280,8 @@ def diversity_report(token_sequences: list[list[int]], midis: list, prompts: lis
     resampled = {f"distinct_{n}": _distinct_n_resampled(token_sequences, n, weights) for n in (1, 2, 3, 4)}
     dist = cdist(profiles, profiles)
     resampled["pairwise_distance"] = _pair_mean(dist, weights)
-    with threadpool_limits(1):  # n_boot small eigenproblems: BLAS threads only contend on a busy machine
-        resampled["vendi"] = _vendi_resampled(both, weights)
-        resampled["vendi_profile"] = _vendi_resampled(profiles, weights)
+    resampled["vendi"] = _vendi_resampled(both, weights)
+    resampled["vendi_profile"] = _vendi_resampled(profiles, weights)
     if prompts is not None:
         keys = np.asarray([str(p) for p in prompts])
         same = keys[:, None] == keys[None, :]

@@ -94,9 +94,11 @@ def pooled_note_values(midis) -> dict[str, np.ndarray]:
 
 def add_per_second(table: pd.DataFrame) -> pd.DataFrame:
     """PER_SECOND_FEATURES from the stored ones: notes per second of the piece (a longer piece has
-    more notes, so a count alone mixes density with length). NaN for a piece with no duration."""
+    more notes, so a count alone mixes density with length). A piece without notes has 0 notes per
+    second (so the rate and the count are compared over the same pairs)."""
     seconds = table["duration_seconds"].where(table["duration_seconds"] > 0)
-    return table.assign(notes_per_second=table["n_notes"] / seconds)
+    rate = (table["n_notes"] / seconds).where(table["n_notes"] > 0, 0.0)
+    return table.assign(notes_per_second=rate)
 
 
 PER_SECOND_FEATURES = ("notes_per_second",)

@@ -65,18 +65,18 @@ def out_dir(cfg: Config, figures_dir: str | Path | None) -> Path:
 def base_model(cfg: Config, figures_dir=None) -> dict:
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
     summary = pd.read_csv(Path(cfg.corpus_dir) / "summary.csv")
-    plots.save_table(summary, "corpus_summary", out, cfg.profile, backend)
+    plots.save_table(summary, "corpus_summary", out, cfg.profile, backend, seeds=str(cfg.seed))
     result = {"corpus": summary}
     card_path = cfg.base_model_dir / "model_card.json"
     if card_path.exists():
         result["model_card"] = json.loads(card_path.read_text())
         card = pd.DataFrame([{"field": k, "value": str(v)} for k, v in result["model_card"].items()])
-        plots.save_table(card, "base_model_card", out, cfg.profile, backend)
+        plots.save_table(card, "base_model_card", out, cfg.profile, backend, seeds=str(cfg.seed))
     if cfg.base_model:  # resolved from a folder or the Hub: no pre-training here, so no loss curve
         result["pretrain"] = None
     else:
         history = pd.read_csv(cfg.base_model_dir / "history.csv")
-        plots.save_figure(plots.loss_curve(history), "base_model_loss", out, cfg.profile, backend)
+        plots.save_figure(plots.loss_curve(history), "base_model_loss", out, cfg.profile, backend, str(cfg.seed))
         result["pretrain"] = json.loads((cfg.base_model_dir / "pretrain_summary.json").read_text())
     samples_path = cfg.base_model_dir / "unconditional_samples.parquet"
     if samples_path.exists():
@@ -85,17 +85,17 @@ def base_model(cfg: Config, figures_dir=None) -> dict:
                              "mean_notes": float(samples["n_notes"].mean())}
         midis = [Path(p).read_bytes() for p in samples["midi_path"].head(4)]
         plots.save_figure(plots.pianorolls(midis, [f"sample {i}" for i in range(len(midis))]), "base_model_samples",
-                          out, cfg.profile, backend)
+                          out, cfg.profile, backend, str(cfg.seed))
     sf_path = cfg.profile_dir / "soundfonts.parquet"
     if sf_path.exists():
         table = pd.read_parquet(sf_path)
-        plots.save_table(table, "soundfont_table", out, cfg.profile, backend)
+        plots.save_table(table, "soundfont_table", out, cfg.profile, backend, seeds=str(cfg.seed))
         record = scorer_record(cfg)
         primary_range = record["axis_info"][record["primary_axis"]]["range"]
         axes = [a for a in record["axes"] if record["axis_info"][a]["range"] == primary_range]  # one y scale
         axes += ["average"] if "average" in table.columns else []
         plots.save_figure(plots.bar_table(table, "soundfont", axes, "Mean score of corpus pieces by SoundFont"),
-                          "soundfont_table", out, cfg.profile, backend)
+                          "soundfont_table", out, cfg.profile, backend, str(cfg.seed))
         result["soundfonts"] = table
     return result
 
@@ -228,10 +228,17 @@ def features(cfg: Config, figures_dir=None) -> dict:
     plots.save_table(claims, "claims", out, cfg.profile, backend, seeds=seeds, latex_columns={
         "claim": "claim", "median_base": "base", "median_tuned": "tuned", "effect": "effect", "effect_ci": "95% CI",
         "seeds_in_direction": "seeds", "verdict": "verdict", "per_second_verdict": "per second"})
-    write_discussion(claims, out, plots.stamp_text(cfg.profile, backend, seeds))
+    missing = [name for name in cfg.replicate_runs() if name not in names]
+    replicates = (f"Replicates: {len(names)} of {cfg.replicates} seeds evaluated ({seeds})"
+                  + (f"; missing {', '.join(missing)} (not trained or not evaluated yet)." if missing else "."))
+    if missing:
+        print(f"note: {replicates}")
+    write_discussion(claims, out, plots.stamp_text(cfg.profile, backend, seeds), [replicates])
     summary = training_summary(cfg)
-    plots.save_table(summary, "training_summary", out, cfg.profile, backend, seeds=seeds_text(cfg, summary["run"]),
-                     latex_columns=[c for c in summary.columns if c != "steps_logged"])
+    if not summary.empty:
+        plots.save_table(summary, "training_summary", out, cfg.profile, backend,
+                         seeds=",".join(str(s) for s in sorted(set(summary["seed"]))),
+                         latex_columns=[c for c in summary.columns if c != "steps_logged"])
     return {"statistics": stats, "claims": claims, "n_base": len(base), "n_tuned": len(tuned), "seeds": seeds,
             "training_summary": summary}
 
@@ -256,6 +263,7 @@ def diversity(cfg: Config, figures_dir=None) -> dict:
         return columns
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
+    seeds = str(cfg.seed)  # the runs' final evaluations and sweeps at the profile's seed
     systems, numbers = {}, []
     base_table = pd.read_parquet(base_eval_folder(cfg) / "samples.parquet")
     entries = [("base", base_table)]
@@ -275,20 +283,22 @@ def diversity(cfg: Config, figures_dir=None) -> dict:
         numbers.append({"system": label, "n": averaged, "n_outputs": len(full), "mean_reward": float(table["reward"].mean()),
                         **diversity_report(tokens, midis, n_boot=cfg.diversity_bootstrap, seed=cfg.seed)})
     plots.save_figure(plots.diversity_panels(systems, reward_axis(cfg), scorer_record(cfg)["axis_info"], note=note),
-                      "fig5_diversity_collapse", out, cfg.profile, backend)
+                      "fig5_diversity_collapse", out, cfg.profile, backend, seeds)
     table = pd.DataFrame(numbers)
     # the CSV has every metric with its interval; the LaTeX the main ones (intervals as CI low / high)
-    plots.save_table(table, "diversity_metrics", out, cfg.profile, backend,
+    plots.save_table(table, "diversity_metrics", out, cfg.profile, backend, seeds=seeds,
                      latex_columns=with_intervals(table, ["system", "n", "mean_reward"],
                                                   ["distinct_4", "pairwise_distance", "vendi"]))
-    sweeps = [pd.read_parquet(p) for p in sorted(cfg.profile_dir.glob("*/eval/diversity/sweep.parquet"))]
+    # the named runs' sweeps only (a folder of another or an older run is not this profile's result)
+    sweeps = [pd.read_parquet(p) for p in (RunDir.for_run(cfg, name).eval_dir("diversity") / "sweep.parquet"
+                                           for name in cfg.runs) if p.exists()]
     result = {"metrics": table}
     if sweeps:
         sweep = pd.concat(sweeps, ignore_index=True)
-        plots.save_figure(plots.diversity_curves(sweep), "diversity_along_training", out, cfg.profile, backend)
-        plots.save_figure(plots.quality_diversity_frontier(sweep), "quality_diversity_frontier", out, cfg.profile, backend)
+        plots.save_figure(plots.diversity_curves(sweep), "diversity_along_training", out, cfg.profile, backend, seeds)
+        plots.save_figure(plots.quality_diversity_frontier(sweep), "quality_diversity_frontier", out, cfg.profile, backend, seeds)
         sweep_table = sweep.drop(columns=["model_sha256"], errors="ignore")
-        plots.save_table(sweep_table, "diversity_sweep", out, cfg.profile, backend,
+        plots.save_table(sweep_table, "diversity_sweep", out, cfg.profile, backend, seeds=seeds,
                          latex_columns=with_intervals(sweep_table, ["run", "step", "reward_mean"],
                                                       ["vendi", "distinct_4", "prompt_dependence"]))
         result["sweep"] = sweep
@@ -302,9 +312,24 @@ POWER_EFFECTS = (0.25, 0.5, 0.8)  # stated effects (tuned - base, rating points)
 POWER_PARTICIPANTS = (6, 10, 14, 20, 30, 40)
 
 
+def power_settings(cfg: Config, n_sim=None, effects=None, participants=None) -> tuple[int, list, list]:
+    """The power simulation's settings: those given (notebook 04's parameters), which are then kept
+    in the study folder, else the ones kept there by the last notebook run, else the defaults; so
+    `make figures` redraws the power table with the settings the notebook used, not others."""
+    path = cfg.profile_dir / "study" / "power_settings.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    settings = {"n_sim": n_sim if n_sim is not None else kept.get("n_sim", cfg.power_simulations),
+                "effects": list(effects) if effects is not None else kept.get("effects", list(POWER_EFFECTS)),
+                "participants": list(participants) if participants is not None else
+                kept.get("participants", list(POWER_PARTICIPANTS))}
+    if settings != kept and path.parent.exists():
+        path.write_text(json.dumps(settings, indent=1))
+    return settings["n_sim"], settings["effects"], settings["participants"]
+
+
 def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataFrame | None = None,
-              figures_dir=None, n_sim: int = 100, power_effects=POWER_EFFECTS,
-              power_participants=POWER_PARTICIPANTS, alpha: float = 0.05) -> dict:
+              figures_dir=None, n_sim: int | None = None, power_effects=None, power_participants=None,
+              alpha: float = 0.05) -> dict:
     """Statistics table (means, Wilcoxon, the mixed model with the random-effects structure it
     used), power by simulation at the STATED effects (not the observed one) with its Monte Carlo
     interval, and the stimuli's filter pass counts per system (from `key`). Everything computed
@@ -313,6 +338,7 @@ def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataF
                             rating_reward_agreement)
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
+    n_sim, power_effects, power_participants = power_settings(cfg, n_sim, power_effects, power_participants)
     tag = "SIMULATED " if simulated else ""
     suffix = "_SIMULATED" if simulated else ""
     result = analyze_ratings(ratings)
@@ -333,9 +359,9 @@ def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataF
     table = pd.DataFrame(rows)[["quantity", "value", "ci_low", "ci_high", "p", "note"]]
     table.insert(0, "data", "SIMULATED" if simulated else "real ratings")
     name = f"listening_statistics{suffix}"
-    plots.save_table(table, name, out, cfg.profile, backend)
+    plots.save_table(table, name, out, cfg.profile, backend, seeds=str(cfg.seed))
     plots.save_figure(plots.listening_means(result, f"{tag}listening study ratings"), f"listening_means{suffix}",
-                      out, cfg.profile, backend)
+                      out, cfg.profile, backend, str(cfg.seed))
     # power at stated effects; the generative model has the fitted variance components (none of
     # the fitted effect) and the study's prompts
     base_mean = result["systems"]["base"]["mean"]
@@ -366,7 +392,7 @@ def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataF
     return result
 
 
-GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex", ".md")
+GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex", ".md")  # .md: claims_discussion only (see make_all)
 # the names this module writes (a figures folder may hold the user's own files too: those stay)
 GENERATED_NAME = re.compile(r"(corpus_summary|base_model_\w+|soundfont_table|fig[2-5]_\w+|training_curves_\w+|"
                             r"training_summary|feature_statistics|claims|claims_discussion|diversity_\w+|"
@@ -400,7 +426,8 @@ def make_all(cfg: Config, figures_dir=None) -> list[str]:
     out = out_dir(cfg, figures_dir)
     if out.is_dir():
         for f in out.iterdir():
-            if f.is_file() and f.suffix in GENERATED_SUFFIXES and GENERATED_NAME.fullmatch(f.stem):
+            if f.is_file() and f.suffix in GENERATED_SUFFIXES and GENERATED_NAME.fullmatch(f.stem) \
+                    and (f.suffix != ".md" or f.stem == "claims_discussion"):
                 f.unlink()
     made, missing = [], []
 

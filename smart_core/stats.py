@@ -3,12 +3,18 @@
 The design is paired: under one seed, the base and the tuned model complete the same evaluation
 prompts with the same sampling streams (smart_core.evaluate), so row i of both evaluation sets is
 one pair. Replicates (seeds) train separate models and draw separate prompts, so pairs from
-different seeds are independent; they are pooled for the test, the bootstrap resamples pairs within
-each seed (the seeds stay as they are), and each seed's own direction is reported beside it: a
-direction that does not hold in every seed is not called a result.
+different seeds are independent given the trained models; they are pooled for the test, and the
+bootstrap resamples pairs within each seed. The p-value and the CIs are therefore about these
+trained models, not about GRPO training in general: the spread between training seeds is shown by
+each seed's own direction and p (`seeds_in_direction`, `p_per_seed`), and a direction that does not
+hold in every seed is not called a result (a weak guard with 3 seeds: by chance 1 time in 4).
+Ties (pairs with no difference) keep their ranks (Pratt), so a measure on which most pairs tie
+cannot reach a large effect from the few that differ; their share is reported (`tied_share`).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -70,11 +76,11 @@ def compare(base: pd.DataFrame, tuned: pd.DataFrame, columns: list[str], correct
 
 
 def rank_biserial(d) -> float:
-    """Matched-pairs rank-biserial correlation of differences d (tuned - base): (sum of the ranks of
-    |d| where d > 0 minus where d < 0) / sum of all ranks, zeros dropped as Wilcoxon does; -1..1."""
+    """Matched-pairs rank-biserial correlation of differences d (tuned - base), ties kept (Pratt):
+    the ranks of |d| over every pair, zeros included; (sum of the ranks where d > 0 minus where d < 0)
+    / sum of all ranks. -1..1; pairs without a difference pull it towards 0."""
     d = np.asarray(d, float)
-    d = d[d != 0]
-    if not len(d):
+    if not len(d) or not np.any(d != 0):
         return 0.0
     ranks = rankdata(np.abs(d))
     return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
@@ -93,6 +99,14 @@ def paired_values(pairs: list[tuple[int, pd.DataFrame, pd.DataFrame]], column: s
     return values[np.isfinite(values["base"]) & np.isfinite(values["tuned"])].reset_index(drop=True)
 
 
+def _signed_rank(d: np.ndarray) -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank (Pratt: tied pairs keep their ranks); (nan, 1) without any difference."""
+    if not np.any(d != 0):
+        return float("nan"), 1.0
+    result = wilcoxon(d, zero_method="pratt", alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
+
+
 def _stratified_bootstrap(d: np.ndarray, seeds: np.ndarray, n_boot: int, rng: np.random.Generator):
     """Rank-biserial and median difference of n_boot resamples, pairs resampled within each seed."""
     groups = [np.flatnonzero(seeds == s) for s in np.unique(seeds)]
@@ -109,23 +123,24 @@ def compare_paired(pairs: list[tuple[int, pd.DataFrame, pd.DataFrame]], columns:
     rank-biserial effect, each with a 95% bootstrap CI (pairs resampled within seeds), the Wilcoxon
     signed-rank test on the pooled differences, p corrected over the columns, each seed's direction,
     and how much the base outputs vary in the column (testability)."""
-    rng = np.random.default_rng(seed)
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     rows = []
     for col in columns:
+        rng = np.random.default_rng([seed, zlib.crc32(col.encode())])  # a column's CI: whatever else is compared
         v = paired_values(pairs, col)
         d = (v["tuned"] - v["base"]).to_numpy()
         row = {"measure": col, "test": PAIRED_TEST, "n_pairs": len(v), "n_seeds": int(v["seed"].nunique())}
         if len(v):
-            base_values = v["base"].round(9)
+            base_values, tuned_values = v["base"].round(9), v["tuned"].round(9)
             mode = base_values.mode().iloc[0]
             row.update(median_base=float(v["base"].median()), median_tuned=float(v["tuned"].median()),
                        median_difference=float(np.median(d)), rank_biserial=rank_biserial(d),
-                       base_mode=float(mode), base_modal_share=float((base_values == mode).mean()))
-            if np.any(d != 0):
-                stat, p = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-            else:  # every difference is zero: no evidence of any change
-                stat, p = float("nan"), 1.0
+                       tied_share=float(np.mean(d == 0)), base_mode=float(mode),
+                       base_modal_share=float((base_values == mode).mean()),
+                       tuned_modal_share=float((tuned_values == mode).mean()))
+            stat, p = _signed_rank(d)
+            seeds_of = v["seed"].to_numpy()
+            row["p_per_seed"] = " ".join(f"{_signed_rank(d[seeds_of == s])[1]:.2g}" for s in sorted(set(seeds_of)))
             row.update(W=float(stat), p=float(p))
             rb, med = _stratified_bootstrap(d, v["seed"].to_numpy(), n_boot, rng)
             row.update(effect_ci_low=float(np.quantile(rb, q[0])), effect_ci_high=float(np.quantile(rb, q[1])),
@@ -157,20 +172,32 @@ PAPER_CLAIMS = [
 
 
 def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
-    """(verdict, reason) for one paired-statistics row against the paper's direction `sign`."""
+    """(verdict, reason) for one paired-statistics row against the paper's direction `sign`.
+
+    Not testable here: the measure takes (almost) one value in the base outputs AND in the tuned
+    outputs (the same value): nothing moved, and nothing could be seen moving. A base model that is
+    constant but a tuned one that is not is tested (the reason says the base was constant)."""
     n = row["n_pairs"]
     if not n:
         return "not testable here", "no pairs with a value in both base and tuned outputs"
-    if row["base_modal_share"] > 1 - MIN_VARYING_SHARE:
-        return "not testable here", (f"the base model's outputs hold one value ({row['base_mode']:g}) in "
-                                     f"{row['base_modal_share']:.0%} of {n}: there is (almost) nothing for tuning to move")
+    constant = 1 - MIN_VARYING_SHARE
+    note = ""
+    if row["base_modal_share"] > constant:
+        if row.get("tuned_modal_share", 0.0) > constant:
+            return "not testable here", (f"base and tuned outputs hold one value ({row['base_mode']:g}) in "
+                                         f"{row['base_modal_share']:.0%} and {row['tuned_modal_share']:.0%} of {n} pairs: "
+                                         "the quantity does not vary in either model")
+        note = f"; the base outputs hold one value ({row['base_mode']:g}) in {row['base_modal_share']:.0%}"
+    ties = f", {row['tied_share']:.0%} of pairs tied" if row.get("tied_share", 0) > 0.25 else ""
     measured = np.sign(row["rank_biserial"])
     if row["p_adjusted"] >= alpha:
-        return "inconclusive", f"Holm-adjusted p = {row['p_adjusted']:.2g} (not below {alpha})"
+        return "inconclusive", f"Holm-adjusted p = {row['p_adjusted']:.2g} (not below {alpha}){ties}{note}"
     agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
     if agreeing < seeds:
-        return "inconclusive", f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction"
-    return ("agrees" if measured == sign else "opposite"), f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds"
+        return "inconclusive", (f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction"
+                                f"{ties}{note}")
+    return ("agrees" if measured == sign else "opposite"), \
+        f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds{ties}{note}"
 
 
 def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | tuple[str, ...] = (),
@@ -182,10 +209,15 @@ def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | 
 
     other_axes: the scorer's axes the paper also reports but did not optimise (Audiobox: CU, PC,
     PQ; the paper: they rise too). A stand-in has none: its parts are not the paper's quantities."""
-    by_measure = stats.set_index("measure")
-    rows = []
     claims = PAPER_CLAIMS[:1] + [(axis, axis, +1, f"{axis} rises too (not optimised)") for axis in other_axes] \
         + PAPER_CLAIMS[1:]
+    # Holm over the claims' own tests (each claim's measure and its per-second rate), not over every
+    # feature compared: a claim's verdict must not change when an unrelated feature is added
+    family = [reward_axis if m == "__reward__" else m for _, m, _, _ in claims]
+    family = [m for m in family + [PER_SECOND[m] for m in family if m in PER_SECOND] if m in set(stats["measure"])]
+    by_measure = stats.set_index("measure").loc[family].copy()
+    by_measure["p_adjusted"] = multipletests(by_measure["p"].fillna(1.0), method="holm")[1]
+    rows = []
     for label, measure, sign, text in claims:
         if measure == "__reward__":  # the paper's CE; here whatever the run optimised
             measure = reward_axis
@@ -206,7 +238,9 @@ def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | 
                      "median_base": r.get("median_base", np.nan), "median_tuned": r.get("median_tuned", np.nan),
                      "effect": r.get("rank_biserial", np.nan),
                      "effect_ci": f"[{r.get('effect_ci_low', np.nan):.2f}, {r.get('effect_ci_high', np.nan):.2f}]",
-                     "p_adjusted": r["p_adjusted"], "seeds_in_direction": r["seeds_in_direction"],
+                     "tied_share": r.get("tied_share", np.nan), "p_adjusted": r["p_adjusted"],
+                     "holm_family": len(by_measure), "seeds_in_direction": r["seeds_in_direction"],
+                     "p_per_seed": r.get("p_per_seed", ""),
                      "verdict": verdict, "per_second_verdict": per_second_verdict, "reason": reason})
     table = pd.DataFrame(rows)
     assert table.empty or table["verdict"].isin(VERDICTS).all()

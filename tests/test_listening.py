@@ -183,6 +183,20 @@ def test_the_report_marks_simulated_ratings_and_writes_power_and_filter_tables(t
     assert pd.read_csv(tmp_path / "fig" / "listening_filters.csv").set_index("system").loc["all", "passed_filters"] == 3
 
 
+def test_make_figures_redraws_power_with_the_notebooks_settings(tmp_path):
+    """Settings given once (notebook 04) are kept with the study; a later call without them (make
+    figures) uses those, not the defaults: the user's choice is never dropped."""
+    from smart_core import report
+    from smart_core.config import Config
+
+    cfg = Config.from_profile("tiny", runs_dir=str(tmp_path / "runs"))
+    (cfg.profile_dir / "study").mkdir(parents=True)
+    assert report.power_settings(cfg, 12, [0.4], [9]) == (12, [0.4], [9])
+    assert report.power_settings(cfg) == (12, [0.4], [9])
+    assert report.power_settings(cfg, None, [0.7]) == (12, [0.7], [9])  # what is given wins, and is kept
+    assert report.power_settings(cfg) == (12, [0.7], [9])
+
+
 def test_loudness_match_gives_equal_rms_without_clipping():
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, s, (2, 1000)).astype(np.float32) for s in (0.05, 0.3)] + [np.zeros((2, 1000), np.float32)]

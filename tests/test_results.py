@@ -22,11 +22,12 @@ def _claims():
 
 def test_the_discussion_says_what_the_claims_table_says():
     text = " ".join(results.discussion_sentences(_claims()))
-    assert text.startswith("Of the paper's 4 claims checked (" + PAIRED_TEST + ", 288 pairs)")
-    assert "1 is agrees (the reward rises)" in text and "1 is opposite (more notes)" in text
+    assert text.startswith("Of the paper's 4 claims checked (" + PAIRED_TEST + "; 288 pairs)")
+    assert "1 agrees with the paper (the reward rises)" in text and "1 goes the opposite way (more notes)" in text
+    assert "1 is inconclusive (wider pitch range)" in text
     assert "1 cannot be tested here" in text
     assert 'Not testable here: "velocities lower", because the base model\'s outputs hold one value (90)' in text
-    assert '"more notes" is opposite in raw counts but agrees per second of audio' in text
+    assert '"more notes" is opposite as a count but agrees per second of the piece' in text
 
 
 def test_the_discussion_is_written_for_the_readme_and_the_paper(tmp_path):
@@ -51,6 +52,14 @@ def test_update_readme_replaces_only_its_profile_section(tmp_path):
     assert "| more notes | 1 | 2 | 0.5 | [0.40, 0.60] | 3/3 | opposite | agrees |" in text
     assert results.readme_section(readme, "small") == results.readme_block(figures)
     assert not results.update_readme(readme, "paper", figures)  # no markers: nothing touched
+    # a figures folder without tables (another working directory, a clean clone) never blanks the section
+    before = readme.read_text()
+    assert not results.update_readme(readme, "small", tmp_path / "nowhere") and readme.read_text() == before
+
+
+def test_tables_from_older_code_are_marked_stale(tmp_path):
+    pd.DataFrame({"claim": ["more notes"], "verdict": ["agrees"]}).to_csv(tmp_path / "claims.csv", index=False)
+    assert results.readme_block(tmp_path).startswith("> **STALE:**")
 
 
 def test_the_committed_readme_says_what_the_committed_tables_say():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 
 from smart_core.stats import bootstrap_ci, claims_table, cliffs_delta, compare
@@ -57,17 +58,19 @@ def _pairs(shift, n=60, seeds=(0, 1, 2), constant_velocity=True, seed_shift=None
 
 def test_rank_biserial_matches_its_definition():
     d = np.array([3.0, -1.0, 2.0, 0.0, 5.0])
-    ranks = {3.0: 3, -1.0: 1, 2.0: 2, 5.0: 4}  # ranks of |d| without the zero
+    ranks = {3.0: 4, -1.0: 2, 2.0: 3, 0.0: 1, 5.0: 5}  # ranks of |d|, the tie (zero) included (Pratt)
     plus = sum(r for v, r in ranks.items() if v > 0)
-    assert rank_biserial(d) == (plus - 1) / 10
+    assert rank_biserial(d) == (plus - 2) / 15
     assert rank_biserial([0, 0]) == 0.0
+    # ties pull the effect towards 0: one changed pair among many tied ones is no large effect
+    assert rank_biserial([1.0] + [0.0] * 9) == pytest.approx(10 / 55)
 
 
 def test_the_paired_test_is_wilcoxon_on_the_pooled_differences():
     pairs = _pairs(shift=2.0)
     stats = compare_paired(pairs, ["n_notes", "pitch_range"], n_boot=200).set_index("measure")
     d = np.concatenate([t["n_notes"] - b["n_notes"] for _, b, t in pairs])
-    assert stats.loc["n_notes", "p"] == wilcoxon(d).pvalue
+    assert stats.loc["n_notes", "p"] == wilcoxon(d, zero_method="pratt").pvalue
     assert stats.loc["n_notes", "test"] == PAIRED_TEST and stats.loc["n_notes", "n_pairs"] == 180
     assert stats.loc["n_notes", "effect_ci_low"] <= stats.loc["n_notes", "rank_biserial"] <= stats.loc["n_notes", "effect_ci_high"]
     assert stats.loc["n_notes", "seeds_in_direction"] == "3/3"
@@ -97,9 +100,10 @@ def test_verdicts_come_from_the_data():
     assert claims.loc["standin", "verdict"] == "agrees"
     assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims.loc["n_notes", "verdict"] == "agrees"
-    # constant velocity in every base output: nothing to test, and the reason says what the data hold
+    # constant velocity in every base and tuned output: nothing to test, and the reason says what the data hold
     assert claims.loc["velocity_mean", "verdict"] == "not testable here"
     assert "90" in claims.loc["velocity_mean", "reason"] and "100%" in claims.loc["velocity_mean", "reason"]
+    assert claims["holm_family"].eq(4).all()  # Holm over the claims' own measures
     assert claims.loc["pitch_range", "verdict"] == "inconclusive"
 
 
@@ -122,3 +126,23 @@ def test_a_count_and_its_rate_per_second_are_both_judged():
     row = claims.set_index("measure").loc["n_notes"]
     assert row["verdict"] == "agrees" and row["per_second_verdict"] == "opposite"
     assert "per second of audio: opposite" in row["reason"]
+
+
+def test_a_constant_base_that_tuning_moves_is_tested_not_hidden():
+    pairs = [(s, b, t.assign(velocity_mean=t["velocity_mean"] - 10 + np.random.default_rng(s).normal(0, 2, len(t))))
+             for s, b, t in _pairs(shift=0.0)]
+    claims = claims_table(compare_paired(pairs, ["standin", "velocity_mean"], n_boot=100), "standin").set_index("measure")
+    row = claims.loc["velocity_mean"]
+    assert row["verdict"] == "agrees" and "the base outputs hold one value (90) in 100%" in row["reason"]
+
+
+def test_holm_is_applied_over_the_claims_not_over_every_feature():
+    pairs = _pairs(shift=2.0)
+    few = compare_paired(pairs, ["standin", "n_notes"], n_boot=50)
+    extra = {f"noise_{i}": None for i in range(8)}
+    many_pairs = [(s, b.assign(**{k: np.arange(len(b), dtype=float) for k in extra}),
+                   t.assign(**{k: np.arange(len(t), dtype=float) + 0.5 for k in extra})) for s, b, t in pairs]
+    many = compare_paired(many_pairs, ["standin", "n_notes", *extra], n_boot=50)
+    a = claims_table(few, "standin").set_index("measure")["p_adjusted"]
+    b = claims_table(many, "standin").set_index("measure")["p_adjusted"]
+    pd.testing.assert_series_equal(a, b)
