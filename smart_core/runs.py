@@ -55,13 +55,20 @@ def write_keyed(table: pd.DataFrame, path: Path, key: dict) -> pd.DataFrame:
     return table
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULT_SOURCES = ("smart_core", "notebooks", "pyproject.toml", "scripts")  # what computes results
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+                             cwd=REPO_ROOT)
         commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+        # dirty: uncommitted changes to what computes results (the package, the notebooks, the pinned
+        # dependencies), not to its outputs: rewriting figures/ or the README's generated section
+        # while making them must not mark them as made by uncommitted code
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *RESULT_SOURCES],
+                               capture_output=True, text=True, timeout=5, cwd=REPO_ROOT).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -134,3 +134,29 @@ def test_reproduce_passes_every_user_override_even_the_profiles_own_value():
 
     cfg = Config.from_profile("small").with_cli_overrides(["steps=40"])  # small's own value: still the user's
     assert all(params["overrides"] == {"steps": 40} for _, _, params in steps(cfg))
+
+
+def test_the_commit_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, monkeypatch):
+    """Writing figures/ or the README's generated section is what making results does: it must not
+    mark the results as made by uncommitted code; an edit to the package must."""
+    import subprocess
+
+    from smart_core import runs
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "smart_core").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "smart_core" / "stats.py").write_text("x = 1\n")
+    (tmp_path / "figures" / "claims.csv").write_text("a\n1\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "start")
+    monkeypatch.setattr(runs, "REPO_ROOT", tmp_path)
+    clean = runs.git_commit()
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (tmp_path / "figures" / "claims.csv").write_text("a\n2\n")
+    assert runs.git_commit() == clean
+    (tmp_path / "smart_core" / "stats.py").write_text("x = 2\n")
+    assert runs.git_commit() == clean + "-dirty"
