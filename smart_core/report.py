@@ -110,7 +110,8 @@ def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
     family = cfg.replicate_runs() if run_name in cfg.replicate_runs() else [run_name]
     main = family[0]
-    steps = RunDir.for_run(cfg, run_name).steps()
+    logs = {name: RunDir.for_run(cfg, name).steps() for name in family}  # each log read once
+    steps = logs[run_name]
     figures = []
     if run_name == main:
         samples = RunDir.for_run(cfg, main).samples()
@@ -118,9 +119,8 @@ def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
                                                scorer_record(cfg)["axis_info"]), f"fig2_reward_scatter_{main}",
                           out, cfg.profile, backend, seeds_text(cfg, [main]))
         figures.append(f"fig2_reward_scatter_{main}")
-    logged = [name for name in family if RunDir.for_run(cfg, name).steps().shape[0]]
-    curves = pd.concat([RunDir.for_run(cfg, name).steps().assign(seed=cfg.for_run(name).seed) for name in logged],
-                       ignore_index=True)
+    logged = [name for name in family if len(logs[name])]
+    curves = pd.concat([logs[name].assign(seed=cfg.for_run(name).seed) for name in logged], ignore_index=True)
     plots.save_figure(plots.training_curves(curves, run_label(cfg, main)), f"training_curves_{main}", out,
                       cfg.profile, backend, seeds_text(cfg, logged))
     figures.append(f"training_curves_{main}")

@@ -133,11 +133,12 @@ def update_readme(readme: Path, profile: str, figures_dir: Path) -> bool:
     README has no markers for that profile, or when figures_dir has no tables (nothing is blanked)."""
     start, end = (m.format(profile=profile) for m in MARKERS)
     text = Path(readme).read_text()
-    if start not in text or end not in text or not readme_block(figures_dir):
+    block = readme_block(figures_dir)
+    if start not in text or end not in text or not block:
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    Path(readme).write_text(f"{head}{start}\n{readme_block(figures_dir)}\n{end}{tail}")
+    Path(readme).write_text(f"{head}{start}\n{block}\n{end}{tail}")
     return True
 
 
