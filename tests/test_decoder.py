@@ -53,3 +53,18 @@ def test_unsupported_models_fall_back_to_the_hf_forward():
     auto, _ = sample(model, prompts, 10, generator=torch.Generator().manual_seed(0))
     hf, _ = sample(model, prompts, 10, generator=torch.Generator().manual_seed(0), backend="hf")
     assert torch.equal(auto, hf)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"num_key_value_heads": 2}, {"partial_rotary_factor": 0.5}],
+                         ids=["mha", "gqa", "partial-rope"])
+def test_the_lean_one_token_path_runs_in_fp32_and_matches_the_general_path(overrides):
+    model = phi3(**overrides)
+    prompts = torch.tensor([[BOS_ID, 21, 408, 190, 358]] * 3)
+    tokens = torch.randint(3, VOCAB_SIZE, (3, 30), generator=torch.Generator().manual_seed(1))
+    lean, general = StaticCacheDecoder(model, 3, 40), StaticCacheDecoder(model, 3, 40, lean=False)
+    assert lean._lean is not None and general._lean is None
+    lean.prefill(prompts), general.prefill(prompts)
+    for t in range(tokens.size(1)):
+        assert torch.allclose(lean.step(tokens[:, t]), general.step(tokens[:, t]), atol=1e-5), t
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 (the CUDA path) keeps the general step
+        assert StaticCacheDecoder(model, 3, 40)._lean is None
