@@ -6,7 +6,9 @@ ARGS ?=
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup reproduce test test-fast figures bench paper clean-runs lab
+BEYOND ?= 0
+
+.PHONY: setup reproduce beyond test test-fast figures bench paper clean-runs lab
 
 $(STAMP): pyproject.toml scripts/install_python.sh scripts/install_system.sh
 	bash scripts/install_system.sh
@@ -16,9 +18,15 @@ $(STAMP): pyproject.toml scripts/install_python.sh scripts/install_system.sh
 setup: $(STAMP)
 
 ## Run every notebook in order with papermill (skips steps whose inputs did not change; FORCE=1 redoes all;
-## ARGS="key=value ..." overrides any config field, e.g. make reproduce PROFILE=paper ARGS="steps=50")
+## ARGS="key=value ..." overrides any config field, e.g. make reproduce PROFILE=paper ARGS="steps=50";
+## BEYOND=1 adds the analyses beyond the paper, as make beyond)
 reproduce: $(STAMP)
-	$(PY) -m smart_core reproduce --profile $(PROFILE) --seed $(SEED) $(if $(filter 1,$(FORCE)),--force,) $(ARGS)
+	$(PY) -m smart_core reproduce --profile $(PROFILE) --seed $(SEED) $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(BEYOND)),--beyond,) $(ARGS)
+
+## The paper's pipeline (done steps skipped) plus beyond the paper: best-of-N, reward transfer to unheard
+## SoundFonts, the GRPO design-choice ablations (notebook 05)
+beyond: $(STAMP)
+	$(PY) -m smart_core reproduce --profile $(PROFILE) --seed $(SEED) $(if $(filter 1,$(FORCE)),--force,) --beyond $(ARGS)
 
 ## The test suite (CPU, real FluidSynth, real miditok, tiny models)
 test: $(STAMP)

@@ -154,6 +154,36 @@ NOTEBOOKS = {
                  "show('listening_power_SIMULATED' if study['simulated'] else 'listening_power')\n"
                  "if 'agreement' in res:\n    print('rating vs reward model:', {k: v for k, v in res['agreement'].items() if k != 'table'})"),
     ],
+    "05_beyond": [
+        ("md", "# 05 · Beyond the paper\nThree questions the paper leaves open, each answered from data "
+               "(`make beyond`; the ablation runs train in notebook 01 first):\n\n"
+               "1. **Best-of-N**: how far does sampling N completions from the base model and keeping the best get, "
+               "for how many reward evaluations, against the tuned runs on the same prompts?\n"
+               "2. **Reward transfer**: does the base-to-tuned gain survive SoundFonts the policy never heard "
+               "(and a second judge, where one is available)?\n"
+               "3. **Design choices against the collapse**: does any GRPO variant reach the long run's reward while "
+               "keeping the base model's diversity?"),
+        ("code", COLAB), ("params", PARAMS), ("code", CONFIG),
+        ("code", "result = stages.beyond_stage(cfg)\n"
+                 "print(f\"best-of-N: {len(result['draws'])} scored draws from the base model; reward transfer: \"\n"
+                 "      f\"{len(result['transfer_scores'])} scores on {', '.join(result['fonts']) or 'no other font'}\")\n"
+                 "print('cross-scored by:', result['cross_scorer'] or result['cross_note'])"),
+        ("code", "res = report.beyond(cfg, figures_dir)\n"
+                 "if 'best_of_n' in res:\n"
+                 "    display(res['best_of_n'][['system', 'reward_evaluations', 'mean_reward', 'mean_reward_ci', "
+                 "'pairwise_distance', 'vendi']].round(3))\n"
+                 "    show('best_of_n')"),
+        ("code", "if 'reward_transfer' in res:\n"
+                 "    t = res['reward_transfer']\n"
+                 "    display(t[t['training_reward_axis'] | (t['scorer_role'] == 'cross-scored')][['run', 'soundfont', "
+                 "'scorer', 'axis', 'median_difference', 'difference_ci', 'gain_retained', 'verdict']].round(3))\n"
+                 "    show('reward_transfer')"),
+        ("code", "if 'ablations' in res:\n"
+                 "    display(res['ablations'][['system', 'changes', 'mean_reward', 'reward_vs_baseline_ci', "
+                 "'pairwise_distance_vs_base_ci', 'vendi_vs_base_ci', 'reaches_baseline_reward', 'keeps_base_diversity']])\n"
+                 "    show('ablations_frontier')\n    show('ablations_training')"),
+        ("code", "display(Markdown((fig_dir / 'beyond_discussion.md').read_text()))"),
+    ],
 }
 
 

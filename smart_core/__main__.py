@@ -3,7 +3,8 @@
   data        build the corpus                     pretrain    train or load the base model
   train       one GRPO run (--run smart|long|...), then its evaluation and diversity sweep; data-parallel
               under torchrun: torchrun --standalone --nproc_per_node N -m smart_core -- train ...
-  figures     all figures from saved artifacts     reproduce   every notebook in order (papermill)
+  figures     all figures from saved artifacts     reproduce   every notebook in order (papermill);
+                                                               --beyond adds the ablations and notebook 05
   listen      serve a listening study              export      ratings of a study as CSV
   clean-runs  delete runs/ (keeps listening studies that hold ratings unless --delete-ratings)
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--run", default="smart", help="named run for train")
     parser.add_argument("--force", action="store_true", help="reproduce: redo every step; data/pretrain: rebuild")
+    parser.add_argument("--beyond", action="store_true",
+                        help="reproduce: also the analyses beyond the paper (ablation runs, notebook 05: make beyond)")
     parser.add_argument("--study", help="listen/export: the study folder")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -88,8 +91,8 @@ def run_command(args, parser) -> int:
     elif args.command == "train":
         from .stages import training_stage
 
-        if args.run not in cfg.runs and args.run not in cfg.all_runs():
-            print(f"note: {args.run!r} is not one of the profile's runs ({', '.join(cfg.all_runs())}): it trains with "
+        if args.run not in cfg.runs and args.run not in cfg.all_runs() + cfg.ablation_runs():
+            print(f"note: {args.run!r} is not one of the profile's runs ({', '.join(cfg.all_runs() + cfg.ablation_runs())}): it trains with "
                   "the profile's settings (a <run>_seed<N> name: that run's preset with seed N) and your overrides")
         if args.stop_after_step is not None:
             from .grpo import train
@@ -109,7 +112,7 @@ def run_command(args, parser) -> int:
     elif args.command == "reproduce":
         from .pipeline import main_reproduce
 
-        status = main_reproduce(cfg, args.force)
+        status = main_reproduce(cfg, args.force, beyond=args.beyond)
         if status == 0:
             refresh_readme(cfg)
         return status

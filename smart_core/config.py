@@ -121,6 +121,21 @@ class Config:
     power_simulations: int = 200       # simulated studies per point of the power curve
     compare_soundfonts: bool = True    # the SoundFont table renders with every installed font
 
+    # --- beyond the paper (notebook 05, `make beyond`) -------------------------------------------
+    # Best-of-N from the base model: N = 1, 2, 4, ... up to best_of_n_max completions per prompt,
+    # the highest-reward one kept (a nested draw: the first N of best_of_n_max samples)
+    best_of_n_max: int = 16
+    best_of_n_prompts: int = 0         # evaluation prompts for best-of-N (0: eval_prompts, the tuned runs' own)
+    # Reward transfer: the base and tuned evaluation outputs re-rendered with every installed SoundFont
+    # other than the training one and scored again; cross_score_limit caps the outputs per evaluation
+    # set scored by the other scorer (Audiobox costs about 1 s per clip on a CPU; 0: no cross-scoring)
+    cross_score_limit: int = 96
+    # The design choices against the collapse: each variant is the `long` run with these changes (the
+    # variant's keys are its identity: setting one of them for the whole pipeline is refused, set
+    # `ablations` instead); run folders ablation_<variant>
+    ablations: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ABLATIONS))
+    ablation_steps: int = 0            # steps of each ablation run (0: the `long` run's, so `long` is the baseline)
+
     # The paper's three runs, as presets over the fields above (a key the user sets wins).
     runs: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(PAPER_RUNS))
 
@@ -158,10 +173,20 @@ class Config:
     def for_run(self, run_name: str) -> "Config":
         """The config of one of the named runs (e.g. 'smart', 'long', 'long_beta0'): the profile's
         preset for that run, except for keys the user set, which always win. A replicate
-        ('smart_seed1') is its run's config with its own seed (its identity, so it wins too)."""
+        ('smart_seed1') is its run's config with its own seed (its identity, so it wins too). An
+        ablation ('ablation_gspo') is the `long` run with its variant's changes (and ablation_steps)."""
         replicate = REPLICATE_RE.fullmatch(run_name)
         if replicate and replicate.group(1) in self.runs:
             return self.for_run(replicate.group(1))._replaced({"seed": int(replicate.group(2))})
+        if run_name.startswith(ABLATION_PREFIX) and run_name[len(ABLATION_PREFIX):] in self.ablations:
+            variant = self.ablations[run_name[len(ABLATION_PREFIX):]]
+            clash = sorted(set(variant) & self.user_keys)
+            if clash:
+                raise ConfigError(f"ablation {run_name!r} is defined by {', '.join(f'{k}={variant[k]!r}' for k in clash)}, "
+                                  f"which you also set for every run; leave {', '.join(clash)} out or change the variant "
+                                  f"through ablations={{...}}")
+            long = self.for_run(ABLATION_BASE_RUN)
+            return long._replaced({**({"steps": self.ablation_steps} if self.ablation_steps else {}), **variant})
         if run_name not in self.runs:
             return self
         preset = {k: v for k, v in self.runs[run_name].items() if k not in self.user_keys}
@@ -174,6 +199,25 @@ class Config:
     def all_runs(self) -> list[str]:
         """Every run a pipeline trains, in order: the named runs, each replicate right after its run."""
         return [r for name in self.runs for r in (self.replicate_runs() if name == REPLICATED_RUN else [name])]
+
+    def ablation_runs(self) -> list[str]:
+        """The ablation runs of `make beyond`, one per variant (ablation_<variant>), in the table's
+        order; the unchanged `paper` variant only when it is the baseline (not `long` itself)."""
+        return [ABLATION_PREFIX + name for name in self.ablations
+                if name != ABLATION_PAPER or self.ablation_baseline() != ABLATION_BASE_RUN]
+
+    def ablation_baseline(self) -> str:
+        """The run the variants are compared with: the paper's GRPO at the variants' step count, i.e.
+        `long` itself (ablation_steps 0 or equal to long's steps), else the `paper` variant (no changes)."""
+        if not self.ablation_steps or self.ablation_steps == self._base_run_steps():
+            return ABLATION_BASE_RUN
+        return ABLATION_PREFIX + ABLATION_PAPER
+
+    def _base_run_steps(self) -> int:
+        """The `long` run's steps, as for_run resolves them (a user's `steps` wins over the preset)."""
+        if "steps" in self.user_keys:
+            return self.steps
+        return self.runs.get(ABLATION_BASE_RUN, {}).get("steps", self.steps)
 
     def with_cli_overrides(self, pairs: list[str]) -> "Config":
         """Apply `key=value` strings. Text fields take the text as it is; other fields parse it as
@@ -205,10 +249,17 @@ class Config:
 
         if not DEVICE_RE.fullmatch(self.device):
             raise ConfigError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
-        for name, preset in self.runs.items():
-            bad = sorted(set(preset) - {f.name for f in fields(self)} - {"runs"})
-            if bad:
-                raise ConfigError(f"run {name!r} presets unknown key(s) {', '.join(bad)}")
+        known = {f.name for f in fields(self)}
+        for kind, presets in (("run", self.runs), ("ablation", self.ablations)):
+            for name, preset in presets.items():
+                if not isinstance(preset, dict):
+                    raise ConfigError(f"{kind} {name!r}: its preset must be a JSON object of config keys")
+                bad = sorted(set(preset) - known) + sorted(set(preset) & {"runs", "ablations", "ablation_steps", "profile"})
+                if bad:
+                    raise ConfigError(f"{kind} {name!r} presets unknown or not allowed key(s) {', '.join(bad)}")
+        if self.ablation_steps and self.ablation_steps != self._base_run_steps() and ABLATION_PAPER not in self.ablations:
+            raise ConfigError(f"ablation_steps={self.ablation_steps} differs from the long run's steps, so the variants "
+                              f"need the unchanged baseline: keep the {ABLATION_PAPER!r} variant ({{}}) in ablations")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,10 +304,32 @@ class Config:
 REPLICATED_RUN = "smart"
 REPLICATE_RE = re.compile(r"(\w+?)_seed(\d+)")
 
+# The ablations (`make beyond`): run folders ablation_<variant>, each the `long` run with the variant's
+# changes. "paper" (no change) is trained only when ablation_steps differs from long's steps.
+ABLATION_PREFIX = "ablation_"
+ABLATION_BASE_RUN = "long"
+ABLATION_PAPER = "paper"
+ABLATIONS: dict[str, dict[str, Any]] = {
+    ABLATION_PAPER: {},
+    "scale_batch": {"scale_rewards": "batch"},           # advantages / the step's reward std (TRL "batch")
+    "scale_none": {"scale_rewards": "none"},             # advantages not scaled (Dr. GRPO's first change)
+    # with one update per batch the ratio is 1 in value and GSPO's gradient is GRPO's (loss_type grpo):
+    # GSPO only differs with several updates per batch, so it runs with two, beside its control
+    "two_updates": {"num_iterations": 2},                # two policy updates per batch of completions
+    "gspo": {"importance_sampling_level": "sequence", "num_iterations": 2},  # one ratio (and clip) per completion
+    "mask_truncated": {"mask_truncated_completions": True},  # completions without EOS carry no loss
+    "dr_grpo": {"loss_type": "dr_grpo"},                 # the constant normaliser completions x max tokens
+    "entropy": {"entropy_coef": 0.01},                   # entropy bonus (PPO's customary coefficient)
+    "diversity_bonus": {"group_diversity_bonus": 0.1},   # reward - 0.1 x mean profile similarity in the group
+}
+
+
 # Keys that do not change what a run computes: how fast it goes (parallel rendering is order-preserving
 # and bit-identical), where it lives (runs_dir), and pipeline-level settings read outside the run
-# (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key).
-EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap"})
+# (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key;
+# the sizes of notebook 05's analyses and the ablation presets, which reach a run through its own keys).
+EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap", "best_of_n_max",
+                            "best_of_n_prompts", "cross_score_limit", "ablations", "ablation_steps"})
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
@@ -283,11 +356,12 @@ _RANGES: dict[str, tuple[Any, str]] = {
         "power_simulations", "unconditional_samples", "replicates", "soundfont_pieces", "n_layer", "hidden_size",
         "intermediate_size", "n_head", "max_positions", "crop_tokens", "pretrain_steps", "pretrain_batch",
         "pretrain_eval_every", "pretrain_eval_batches", "pretrain_patience", "sample_rate", "max_beats",
-        "corpus_max_pieces")},
+        "corpus_max_pieces", "best_of_n_max")},
     # one completion per prompt has no group to compare against: every advantage is 0 and nothing trains
     "group_size": _at_least(2),
     **{k: _at_least(0) for k in ("render_workers", "prompt_pool", "beta", "pretrain_warmup", "pretrain_weight_decay",
-                                 "kl_log_every", "diversity_bootstrap", "entropy_coef", "group_diversity_bonus")},
+                                 "kl_log_every", "diversity_bootstrap", "entropy_coef", "group_diversity_bonus",
+                                 "best_of_n_prompts", "cross_score_limit", "ablation_steps")},
     **{k: _POSITIVE for k in ("lr", "pretrain_lr", "pretrain_min_lr", "temperature", "epsilon", "max_seconds",
                               "grad_clip")},
     "val_fraction": _FRACTION, "test_fraction": _FRACTION,
@@ -349,9 +423,11 @@ _PROFILE_DIFFS: dict[str, dict[str, Any]] = {
         soundfont="timgm6mb", max_seconds=4.0, max_beats=16, render_workers=2, reward_backend="auto",
         steps=4, prompts_per_step=2, group_size=4, lr=1e-3, max_completion_tokens=48, checkpoint_every=2,
         audio_every=2, eval_prompts=8, diversity_samples=8, listening_prompts=2, listening_max_attempts=2,
-        power_simulations=10, compare_soundfonts=False, replicates=2,
+        power_simulations=10, compare_soundfonts=False, replicates=2, best_of_n_max=4, cross_score_limit=4,
         runs={"smart": {"steps": 4, "beta": 0.04}, "long": {"steps": 6, "beta": 0.04},
               "long_beta0": {"steps": 6, "beta": 0.0}},
+        # two variants, shorter than long: the ablation machinery (baseline run included) in seconds
+        ablation_steps=3, ablations={k: ABLATIONS[k] for k in ("paper", "gspo", "diversity_bonus")},
     ),
     # `make reproduce` on a 2-core CPU, offline: our own small base model, the stand-in reward unless
     # Audiobox's weights are cached
@@ -359,10 +435,12 @@ _PROFILE_DIFFS: dict[str, dict[str, Any]] = {
         base_model="", hidden_size=192, intermediate_size=768, n_head=4, crop_tokens=256, pretrain_steps=600,
         pretrain_batch=16, pretrain_lr=1e-3, pretrain_warmup=50, pretrain_eval_every=100, pretrain_eval_batches=8,
         pretrain_patience=5, reward_backend="auto",
-        # the paper's completion shape (256 tokens, G = 8) with half its prompts per step; lr 3e-4, not the
-        # paper's 1e-4: 40 steps x 16 completions are a tenth of the paper's samples (no lr pilot at 256 tokens yet)
-        steps=40, prompts_per_step=2, lr=3e-4, checkpoint_every=10, eval_prompts=96,
+        # the paper's completion shape (256 tokens, G = 8) and lr (1e-4: a 40-step pilot at 256 tokens learnt
+        # with it, README "Results") with half its prompts per step
+        steps=40, prompts_per_step=2, checkpoint_every=10, eval_prompts=96,
         diversity_samples=24, listening_max_attempts=8, power_simulations=100, replicates=3,
+        # the ablations at 60 steps (and their unchanged baseline at 60): `make beyond` within 45 min
+        ablation_steps=60,
         runs={"smart": {"steps": 40, "beta": 0.04}, "long": {"steps": 100, "beta": 0.04},
               "long_beta0": {"steps": 100, "beta": 0.0}},
     ),

@@ -260,12 +260,64 @@ def diversity_report(token_sequences: list[list[int]], midis: list, prompts: lis
         return _diversity_report(token_sequences, midis, prompts, n_boot, seed)
 
 
-def _diversity_report(token_sequences, midis, prompts, n_boot, seed) -> dict:
+def _set_vectors(midis: list) -> tuple[np.ndarray, np.ndarray]:
+    """(profiles [n, 24], profiles and MIDI features side by side): what the distance and Vendi see."""
     from .features import FEATURES, midi_features
 
     profiles = np.stack([profile(m) for m in midis])
     feats = np.array([[midi_features(m)[k] for k in FEATURES] for m in midis], dtype=float)
-    both = np.hstack([profiles, feats])
+    return profiles, np.hstack([profiles, feats])
+
+
+PAIRED_METRICS = ("pairwise_distance", "vendi")
+
+
+def paired_difference(midis_a: list, midis_b: list, n_boot: int = 200, seed: int = 0) -> dict:
+    """metric(set b) - metric(set a) for PAIRED_METRICS, two output sets paired by position (row i of
+    both answers one prompt), each with a 95% bootstrap interval (`<metric>_difference_ci_low/high`)
+    from resampling positions, the same resample for both sets (so the prompts' own spread cancels)."""
+    if len(midis_a) != len(midis_b):
+        raise ValueError(f"paired sets must have one output per prompt each ({len(midis_a)} vs {len(midis_b)})")
+    with threadpool_limits(1):
+        (prof_a, both_a), (prof_b, both_b) = _set_vectors(midis_a), _set_vectors(midis_b)
+        out = {"pairwise_distance_difference": mean_pairwise_distance(prof_b) - mean_pairwise_distance(prof_a),
+               "vendi_difference": vendi_score(both_b) - vendi_score(both_a)}
+        if n_boot <= 0 or len(midis_a) < 2:
+            return out
+        idx = bootstrap_indices(len(midis_a), n_boot, seed=seed)
+        weights = np.stack([np.bincount(row, minlength=len(midis_a)) for row in idx])
+        resampled = {"pairwise_distance_difference": _pair_mean(cdist(prof_b, prof_b), weights)
+                     - _pair_mean(cdist(prof_a, prof_a), weights),
+                     "vendi_difference": _vendi_resampled(both_b, weights) - _vendi_resampled(both_a, weights)}
+    for name, values in resampled.items():
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = _interval(out[name], values)
+    return out
+
+
+SUMMARY_METRICS = ("distinct_4", "pairwise_distance", "vendi")
+
+
+def output_set_summary(table, n_boot: int, seed: int) -> dict:
+    """Mean reward and SUMMARY_METRICS of one output set (a samples table: reward, prompt_ids,
+    completion_ids, midi_path; one output per prompt), each with a 95% bootstrap interval."""
+    from pathlib import Path
+
+    from .stats import mean_with_interval
+
+    mean, low, high = mean_with_interval(table["reward"], n_boot, seed)
+    midis = [Path(p).read_bytes() for p in table["midi_path"]]
+    tokens = [list(p) + list(c) for p, c in zip(table["prompt_ids"], table["completion_ids"])]
+    report = diversity_report(tokens, midis, n_boot=n_boot, seed=seed)
+    out = {"n_outputs": len(table), "mean_reward": mean, "mean_reward_ci_low": low, "mean_reward_ci_high": high}
+    for metric in SUMMARY_METRICS:
+        out[metric] = report[metric]
+        out[f"{metric}_ci_low"] = report.get(f"{metric}_ci_low", float("nan"))
+        out[f"{metric}_ci_high"] = report.get(f"{metric}_ci_high", float("nan"))
+    return out
+
+
+def _diversity_report(token_sequences, midis, prompts, n_boot, seed) -> dict:
+    profiles, both = _set_vectors(midis)
     report = {f"distinct_{n}": distinct_n(token_sequences, n) for n in (1, 2, 3, 4)}
     report["pairwise_distance"] = mean_pairwise_distance(profiles)
     report["vendi"] = vendi_score(both)

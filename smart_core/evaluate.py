@@ -23,15 +23,16 @@ from .rollout import generate_and_score
 
 
 def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int, desc: str = "evaluate",
-               progress: bool = True) -> tuple[pd.DataFrame, list[bytes]]:
-    """Generate, render and score one completion per prompt, in batches; (table, MIDI bytes)."""
+               progress: bool = True, stream: int = Stream.EVAL_SAMPLES) -> tuple[pd.DataFrame, list[bytes]]:
+    """Generate, render and score one completion per prompt, in batches of cfg.eval_batch, batch b
+    drawing from stream_seed(seed, b, stream); (table, MIDI bytes)."""
     weights = cfg.reward_weights or default_weights(scorer)
     device = next(model.parameters()).device
     tables, midis = [], []
     batches = range(0, len(prompts), cfg.eval_batch)
     for b, start in enumerate(tqdm(batches, desc=desc, disable=not progress, leave=False)):
         rollout = generate_and_score(model, prompts[start:start + cfg.eval_batch], cfg, pool, scorer, weights,
-                                     generator(device, stream_seed(seed, b, Stream.EVAL_SAMPLES)), keep_audio=False)
+                                     generator(device, stream_seed(seed, b, stream)), keep_audio=False)
         tables.append(rollout.table())
         midis += rollout.midi
     return pd.concat(tables, ignore_index=True), midis

@@ -21,8 +21,9 @@ from .config import Config
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def steps(cfg: Config) -> list[tuple[str, str, dict]]:
-    """(label, notebook, parameters) in execution order."""
+def steps(cfg: Config, beyond: bool = False) -> list[tuple[str, str, dict]]:
+    """(label, notebook, parameters) in execution order; with `beyond`, then the ablation runs
+    (notebook 01 once each) and notebook 05 (`make beyond`)."""
     # every key the user set, even to the profile's own value: it must win over the runs' presets too
     values = cfg.to_dict()
     extra = {k: values[k] for k in sorted(cfg.user_keys) if k not in ("profile", "seed", "runs_dir", "corpus_dir")}
@@ -34,6 +35,11 @@ def steps(cfg: Config) -> list[tuple[str, str, dict]]:
     out += [("02_feature_analysis", "02_feature_analysis.ipynb", base),
             ("03_diversity_collapse", "03_diversity_collapse.ipynb", base),
             ("04_listening_study", "04_listening_study.ipynb", base)]
+    if beyond:
+        for run in cfg.ablation_runs():
+            cfg.for_run(run)  # a user key that is a variant's identity: one line now, not after hours
+            out.append((f"01_grpo_training-{run}", "01_grpo_training.ipynb", {**base, "run_name": run}))
+        out.append(("05_beyond", "05_beyond.ipynb", base))
     return out
 
 
@@ -69,6 +75,10 @@ def artifact_paths(cfg: Config, label: str) -> list[Path]:
         return [profile / "eval", *[r / "eval" for r in runs], *[r / "log" for r in runs], profile / "reward.json"]
     if label == "04_listening_study":
         return [profile / "study", profile / "smart" / "checkpoints"]
+    if label == "05_beyond":
+        ablations = [profile / name for name in cfg.ablation_runs()]
+        return [cfg.base_model_dir, profile / "eval", profile / "beyond", profile / "reward.json",
+                *[r / "eval" for r in runs + ablations], *[r / "log" for r in runs + ablations]]
     raise ValueError(f"unknown pipeline step {label!r}")
 
 
@@ -98,7 +108,7 @@ class PipelineError(RuntimeError):
 
 
 def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, log_output: bool = True,
-              kernel_name: str | None = None) -> list[dict]:
+              kernel_name: str | None = None, beyond: bool = False) -> list[dict]:
     import papermill as pm
 
     out_dir = cfg.profile_dir / "notebooks"
@@ -106,7 +116,7 @@ def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, 
     manifest_path = cfg.profile_dir / "pipeline.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     report = []
-    plan = steps(cfg)
+    plan = steps(cfg, beyond)
     t_start = time.time()
     for i, (label, notebook, params) in enumerate(plan, 1):
         nb_path = NOTEBOOK_DIR / notebook
@@ -140,9 +150,9 @@ def reproduce(cfg: Config, force: bool = False, figures_dir: str | None = None, 
     return report
 
 
-def main_reproduce(cfg: Config, force: bool) -> int:
+def main_reproduce(cfg: Config, force: bool, beyond: bool = False) -> int:
     try:
-        reproduce(cfg, force=force)
+        reproduce(cfg, force=force, beyond=beyond)
     except PipelineError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1

@@ -52,9 +52,11 @@ def latex_escape(text: str) -> str:
 
 
 def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, backend: str, float_format="%.3g",
-               seeds: str = "", latex_columns: list[str] | dict[str, str] | None = None) -> list[Path]:
-    """CSV + LaTeX. The CSV keeps every column; the LaTeX shows only `latex_columns` when given (a list
-    of columns, or a {column: header} dict that also renames them). The tabular is drawn at its natural
+               seeds: str = "", latex_columns: list[str] | dict[str, str] | None = None,
+               latex_rows=None) -> list[Path]:
+    """CSV + LaTeX. The CSV keeps every column and row; the LaTeX shows only `latex_columns` when given
+    (a list of columns, or a {column: header} dict that also renames them) and only `latex_rows` (a
+    boolean mask over the rows) when given. The tabular is drawn at its natural
     size, or scaled down to the line width when it is wider than the line (graphicx's \\resizebox), so
     a table never runs off the page. The LaTeX ends with the stamp as a visible caption line, so a table
     in the PDF says which profile, backend, seeds and commit made it."""
@@ -64,12 +66,12 @@ def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, b
     tex = out / f"{name}.tex"
     df.to_csv(csv, index=False)
     stamp = stamp_text(profile, backend, seeds)
-    shown = df
+    shown = df if latex_rows is None else df[np.asarray(latex_rows, dtype=bool)]
     if latex_columns is not None:
         missing = [c for c in latex_columns if c not in df.columns]
         if missing:
             raise KeyError(f"save_table({name!r}): latex_columns {missing} are not among {list(df.columns)}")
-        shown = df[list(latex_columns)]
+        shown = shown[list(latex_columns)]
         if isinstance(latex_columns, dict):
             shown = shown.rename(columns=latex_columns)
     body = shown.to_latex(index=False, float_format=float_format, escape=True).strip()
@@ -406,4 +408,122 @@ def power_plot(curve: pd.DataFrame, title: str, participants_now: int | None = 1
     ax.set(xlabel="participants", ylabel="power (95% Monte Carlo interval)", ylim=(0, 1.02))
     ax.set_title(f"{title}\n{note}", fontsize=8)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ beyond
+
+
+def _yerr(df: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """Asymmetric error bars from `<metric>_ci_low/high` (None without an interval)."""
+    if not _has_interval(df, metric):
+        return None
+    return np.nan_to_num(np.clip([df[metric] - df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] - df[metric]], 0, None))
+
+
+def best_of_n_plot(table: pd.DataFrame, reward_label: str, metrics=("mean_reward", "pairwise_distance", "vendi")):
+    """Each metric against the reward evaluations spent (log scale): the best-of-N curve (N labelled)
+    and every tuned run as one point (its training rollouts), each with its 95% bootstrap interval."""
+    fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
+    bon = table[table["N"].notna()].sort_values("N")
+    tuned = table[table["N"].isna()]
+    markers = itertools.cycle("sD^vP*X")
+    for ax, metric in zip(axs, metrics):
+        ax.errorbar(bon["reward_evaluations"], bon[metric], yerr=_yerr(bon, metric), fmt="o-", color=BASE_COLOR,
+                    capsize=3, ms=4, label="best-of-N from the base model")
+        for _, r in bon.iterrows():
+            ax.annotate(f"N={int(r['N'])}", (r["reward_evaluations"], r[metric]), xytext=(4, -10),
+                        textcoords="offset points", fontsize=6, color=BASE_COLOR)
+        for (_, r), marker in zip(tuned.iterrows(), markers):
+            err = _yerr(tuned.loc[[_]], metric)
+            ax.errorbar([r["reward_evaluations"]], [r[metric]], yerr=err, fmt=marker, capsize=3, ms=6,
+                        label=f"{r['system']} (training rollouts)")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="reward evaluations spent", title=reward_label if metric == "mean_reward" else metric.replace("_", " "))
+    axs[0].set_ylabel("mean reward (95% CI)")
+    axs[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Best-of-N from the base model vs the tuned runs, on the same evaluation prompts", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def transfer_plot(table: pd.DataFrame, run_scorer: str, primary_axis: str):
+    """Per run: the tuned-minus-base median difference of the training reward's axis on every
+    SoundFont (the training one filled, the unheard ones open) with its 95% bootstrap CI; a last
+    panel with the cross-scored axes on the training font when there are any."""
+    def difference_err(part):  # compare_paired names the median difference's CI difference_ci_low / _high
+        return np.nan_to_num(np.clip([part["median_difference"] - part["difference_ci_low"],
+                                      part["difference_ci_high"] - part["median_difference"]], 0, None))
+
+    main = table[(table["scorer"] == run_scorer) & (table["axis"] == primary_axis)]
+    cross = table[table["scorer"] != run_scorer]
+    runs = list(dict.fromkeys(main["run"]))
+    panels = len(runs) + (1 if len(cross) else 0)
+    fig, axs = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4), squeeze=False)
+    axs = axs[0]
+    for ax, run in zip(axs, runs):
+        part = main[main["run"] == run].reset_index(drop=True)
+        err = difference_err(part)
+        for i, r in part.iterrows():
+            ax.errorbar([i], [r["median_difference"]], yerr=err[:, [i]], fmt="o", capsize=3,
+                        ms=6, color=TUNED_COLOR, mfc=TUNED_COLOR if r["heard_in_training"] else "white")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xticks(range(len(part)), [f"{f}\n(training)" if h else f for f, h in zip(part["soundfont"],
+                                                                                        part["heard_in_training"])],
+                      fontsize=6, rotation=30)
+        ax.set(title=f"{run}: {primary_axis}, tuned - base", ylabel="median paired difference (95% CI)")
+    if len(cross):
+        ax = axs[-1]
+        part = cross.reset_index(drop=True)
+        labels = [f"{r['run']}\n{r['axis']}" for _, r in part.iterrows()]
+        ax.errorbar(range(len(part)), part["median_difference"], yerr=difference_err(part), fmt="s", capsize=3,
+                    color="0.3")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xticks(range(len(part)), labels, fontsize=6, rotation=30)
+        ax.set(title=f"cross-scored by {part['scorer'].iloc[0]} (training font)")
+    fig.suptitle("Reward transfer: the base-to-tuned gain on SoundFonts the policy never heard (open points)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_frontier(table: pd.DataFrame, best_of_n: pd.DataFrame | None = None, metric: str = "pairwise_distance"):
+    """Mean reward against diversity for the base model, the paper's runs and every ablation
+    variant (95% bootstrap intervals on both axes), with the best-of-N curve when given."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    if best_of_n is not None and len(best_of_n):
+        bon = best_of_n[best_of_n["N"].notna()].sort_values("N")
+        ax.plot(bon[metric], bon["mean_reward"], "--", color="0.6", lw=1, label="best-of-N (base model)")
+        for _, r in bon.iterrows():
+            ax.annotate(f"N={int(r['N'])}", (r[metric], r["mean_reward"]), xytext=(3, 3), textcoords="offset points",
+                        fontsize=6, color="0.5")
+    styles = {"base": ("o", "k"), "paper": ("s", None), "ablation": ("D", None)}
+    for _, r in table.iterrows():
+        kind = "base" if r["system"] == "base" else "ablation" if r["is_ablation"] else "paper"
+        marker, color = styles[kind]
+        one = table.loc[[_]]
+        ax.errorbar([r[metric]], [r["mean_reward"]], xerr=_yerr(one, metric), yerr=_yerr(one, "mean_reward"),
+                    fmt=marker, ms=6, capsize=2, color=color, mfc="white" if kind == "ablation" else None,
+                    label=r["system"] if kind != "ablation" else None)
+        ax.annotate(r["system"], (r[metric], r["mean_reward"]), xytext=(5, -3), textcoords="offset points", fontsize=7)
+    ax.set(xlabel=f"diversity: {metric.replace('_', ' ')} (95% CI)", ylabel="mean reward (95% CI)",
+           title="Quality-diversity frontier: the paper's runs (squares) and the ablations (open diamonds)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=6, loc="best")
+    return fig
+
+
+def ablation_curves(logs: dict[str, pd.DataFrame], baseline: str):
+    """Reward (5-step rolling mean) and KL to the reference along training, one line per run; the
+    baseline drawn black."""
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, steps in logs.items():
+        style = {"color": "k", "lw": 1.6} if name == baseline else {"lw": 1}
+        label = name.removeprefix("ablation_") + (" (baseline)" if name == baseline else "")
+        axs[0].plot(steps["step"], steps["reward_mean"].rolling(5, min_periods=1).mean(), label=label, **style)
+        kl = steps.dropna(subset=["kl"]) if "kl" in steps else steps.iloc[:0]
+        axs[1].plot(kl["step"], kl["kl"], label=label, **style)
+    axs[0].set(xlabel="step", ylabel="scalar reward", title="reward (rolling mean over 5 steps)")
+    axs[1].set(xlabel="step", ylabel="KL to the reference", title="KL (k3, mean over tokens)")
+    axs[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
     return fig

@@ -26,6 +26,7 @@ class Stream:
     PROMPT_POOL = 2        # index = 0: the fixed prompt pool (prompt_pool > 0)
     EVAL_SAMPLES = 3       # index = batch: evaluation completions (diversity sweeps use seed + 1)
     STIMULI = 5            # + the system's position; index = prompt * 1000 + attempt: listening stimuli
+    BEST_OF_N = 8          # index = batch: the base model's best-of-N draws (notebook 05)
 
 
 # SeedSequence([seed, key]) streams of whole lists

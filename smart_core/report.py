@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import plots
 from .config import Config
-from .runs import RunDir
+from .runs import RunDir, read_keyed
 
 RUN_ORDER = ("smart", "long", "long_beta0")
 
@@ -51,8 +51,8 @@ def run_label(cfg: Config, name: str) -> str:
 
 
 def seeds_text(cfg: Config, run_names) -> str:
-    """The seeds of these runs, for a stamp: "0" or "0,1,2"."""
-    return ",".join(str(cfg.for_run(name).seed) for name in run_names)
+    """The seeds of these runs, for a stamp: "0" or "0,1,2" (each seed once, in order)."""
+    return ",".join(dict.fromkeys(str(cfg.for_run(name).seed) for name in run_names))
 
 
 def out_dir(cfg: Config, figures_dir: str | Path | None) -> Path:
@@ -392,11 +392,120 @@ def listening(cfg: Config, ratings: pd.DataFrame, simulated: bool, key: pd.DataF
     return result
 
 
-GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex", ".md")  # .md: claims_discussion only (see make_all)
+# ------------------------------------------------------------------------------------------------ 05
+
+
+class RecordedScorer:
+    """A scorer's saved record (reward.json) in the scorer's place where only its identity counts:
+    the cache keys of notebook 05's artifacts, which report functions check but never recompute."""
+
+    def __init__(self, record: dict):
+        self.record, self.name, self.axes = record, record["backend"], list(record["axes"])
+        self.primary_axis = record["primary_axis"]
+
+    def describe(self) -> dict:
+        return self.record
+
+
+def interval_text(df: pd.DataFrame, metric: str) -> list[str]:
+    """"[low, high]" per row from `<metric>_ci_low/high` (3 significant digits), for LaTeX and Markdown."""
+    return [f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+            for lo, hi in zip(df[f"{metric}_ci_low"].astype(float), df[f"{metric}_ci_high"].astype(float))]
+
+
+def final_evaluations(cfg: Config, names) -> dict[str, pd.DataFrame]:
+    """run name -> its final evaluation table, for the runs that have a complete one."""
+    out = {}
+    for name in names:
+        folder = RunDir.for_run(cfg, name).eval_dir("final")
+        if (folder / "info.json").exists():
+            out[name] = pd.read_parquet(folder / "samples.parquet")
+    return out
+
+
+def beyond(cfg: Config, figures_dir=None) -> dict:
+    """Notebook 05's figures and tables, from saved artifacts: best-of-N against the tuned runs,
+    reward transfer to the unheard SoundFonts, the ablations on the quality-diversity frontier, and
+    the three answers in sentences (beyond_discussion.md / .tex). Each part is made when its
+    artifacts exist and match what they were made from; MissingArtifact when none does."""
+    from . import ablations, best_of_n, transfer
+    from .results import write_beyond_discussion
+
+    out, backend, record = out_dir(cfg, figures_dir), backend_of(cfg), scorer_record(cfg)
+    scorer, seeds = RecordedScorer(record), str(cfg.seed)
+    result = {}
+    evaluations = final_evaluations(cfg, list(RUN_ORDER) + cfg.ablation_runs())
+
+    draws = best_of_n.load_pool(cfg, scorer)
+    if draws is not None:
+        tuned = {run_label(cfg, name): (evaluations[name], cfg.for_run(name).steps * cfg.for_run(name).completions_per_step)
+                 for name in RUN_ORDER if name in evaluations}
+        table = best_of_n.best_of_n_table(cfg, draws, tuned)
+        for metric in ("mean_reward", "pairwise_distance", "vendi"):
+            table[f"{metric}_ci"] = interval_text(table, metric)
+        plots.save_table(table, "best_of_n", out, cfg.profile, backend, seeds=seeds, latex_columns={
+            "system": "system", "reward_evaluations": "reward evaluations", "mean_reward": "mean reward",
+            "mean_reward_ci": "95% CI", "pairwise_distance": "pairwise dist.", "pairwise_distance_ci": "95% CI",
+            "vendi": "Vendi", "vendi_ci": "95% CI"})
+        plots.save_figure(plots.best_of_n_plot(table, f"mean reward ({reward_axis(cfg)} / 10)"), "best_of_n", out,
+                          cfg.profile, backend, seeds)
+        result["best_of_n"] = table
+
+    sets = transfer.paired_sets(cfg, cfg.all_runs())
+    scores = read_keyed(transfer.scores_path(cfg), transfer.scores_key(cfg, sets, scorer)) if sets else None
+    if scores is not None:
+        meta = {"prompt", "run", "seed", "system", "soundfont", "scorer", "output"}
+        axes_of = {name: [c for c in part.columns if c not in meta and part[c].notna().any()]
+                   for name, part in scores.groupby("scorer")}
+        table = transfer.transfer_table(scores, transfer.training_font_name(cfg), record["backend"],
+                                        record["primary_axis"], axes_of, seed=cfg.seed)
+        table["difference_ci"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(table["difference_ci_low"],
+                                                                           table["difference_ci_high"])]
+        shown = table["training_reward_axis"] | (table["scorer_role"] == "cross-scored")
+        plots.save_table(table, "reward_transfer", out, cfg.profile, backend, seeds=seeds_text(cfg, cfg.all_runs()),
+                         latex_rows=shown, latex_columns={
+                             "run": "run", "soundfont": "soundfont", "scorer": "scorer", "axis": "axis",
+                             "n_pairs": "pairs", "median_difference": "median diff.", "difference_ci": "95% CI",
+                             "gain_retained": "share kept", "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds",
+                             "verdict": "verdict"})
+        plots.save_figure(plots.transfer_plot(table, record["backend"], record["primary_axis"]), "reward_transfer", out,
+                          cfg.profile, backend, seeds_text(cfg, cfg.all_runs()))
+        result["reward_transfer"] = table
+
+    baseline = cfg.ablation_baseline()
+    variants = [name for name in cfg.ablation_runs() if name in evaluations and name != baseline]
+    if baseline in evaluations and variants:
+        base = pd.read_parquet(base_eval_folder(cfg, baseline) / "samples.parquet")
+        compared = {name: evaluations[name] for name in list(RUN_ORDER) + cfg.ablation_runs() if name in evaluations}
+        table = ablations.ablation_table(cfg, base, compared)
+        for metric in ("mean_reward", "reward_vs_baseline", "pairwise_distance_vs_base", "vendi_vs_base"):
+            table[f"{metric}_ci"] = interval_text(table, metric)
+        plots.save_table(table, "ablations", out, cfg.profile, backend, seeds=seeds, latex_columns={
+            "system": "system", "mean_reward": "reward", "mean_reward_ci": "95% CI",
+            "reward_vs_baseline": f"vs {baseline}", "reward_vs_baseline_ci": "95% CI",
+            "pairwise_distance_vs_base": "dist. vs base", "pairwise_distance_vs_base_ci": "95% CI",
+            "vendi_vs_base": "Vendi vs base", "vendi_vs_base_ci": "95% CI",
+            "reaches_baseline_reward": "reaches", "keeps_base_diversity": "keeps"})
+        plots.save_figure(plots.ablation_frontier(table, result.get("best_of_n")), "ablations_frontier", out,
+                          cfg.profile, backend, seeds)
+        logs = {name: RunDir.for_run(cfg, name).steps() for name in [baseline] + variants}
+        plots.save_figure(plots.ablation_curves(logs, baseline), "ablations_training", out, cfg.profile, backend, seeds)
+        result["ablations"] = table
+        result["answer"] = ablations.answer(table)
+
+    if not result:
+        raise MissingArtifact(f"nothing of notebook 05 in {cfg.profile_dir} (or made from other inputs): run make beyond")
+    write_beyond_discussion(result, cfg, out, plots.stamp_text(cfg.profile, backend, seeds_text(cfg, cfg.all_runs())))
+    return result
+
+
+GENERATED_SUFFIXES = (".png", ".pdf", ".csv", ".tex", ".md")  # .md: the discussions only (see make_all)
 # the names this module writes (a figures folder may hold the user's own files too: those stay)
 GENERATED_NAME = re.compile(r"(corpus_summary|base_model_\w+|soundfont_table|fig[2-5]_\w+|training_curves_\w+|"
                             r"training_summary|feature_statistics|claims|claims_discussion|diversity_\w+|"
-                            r"quality_diversity_frontier|listening_\w+)")
+                            r"quality_diversity_frontier|listening_\w+|best_of_n|reward_transfer|ablations\w*|"
+                            r"beyond_discussion)")
+DISCUSSIONS = ("claims_discussion", "beyond_discussion")
 
 
 def study_ratings(cfg: Config) -> tuple[pd.DataFrame, bool] | None:
@@ -427,7 +536,7 @@ def make_all(cfg: Config, figures_dir=None) -> list[str]:
     if out.is_dir():
         for f in out.iterdir():
             if f.is_file() and f.suffix in GENERATED_SUFFIXES and GENERATED_NAME.fullmatch(f.stem) \
-                    and (f.suffix != ".md" or f.stem == "claims_discussion"):
+                    and (f.suffix != ".md" or f.stem in DISCUSSIONS):
                 f.unlink()
     made, missing = [], []
 
@@ -446,6 +555,8 @@ def make_all(cfg: Config, figures_dir=None) -> list[str]:
     if (RunDir.for_run(cfg, "smart").eval_dir("final") / "info.json").exists():
         attempt("features", features, figures_dir)
         attempt("diversity", diversity, figures_dir)
+    if (cfg.profile_dir / "beyond").is_dir() or any(RunDir.for_run(cfg, n).path.exists() for n in cfg.ablation_runs()):
+        attempt("beyond", beyond, figures_dir)
     study = study_ratings(cfg)
     if study is not None:
         key = pd.read_csv(cfg.profile_dir / "study" / "private" / "key.csv")

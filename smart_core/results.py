@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .stats import VERDICTS
@@ -65,6 +66,132 @@ def write_discussion(claims: pd.DataFrame, out_dir: Path, stamp: str, notes: lis
     return [md, tex]
 
 
+# ------------------------------------------------------------------------------------------------ beyond
+
+
+def _ci(row, metric: str) -> str:
+    lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    return f" [{lo:.3g}, {hi:.3g}]" if lo is not None and pd.notna(lo) and pd.notna(hi) else ""
+
+
+def best_of_n_sentences(table: pd.DataFrame) -> list[str]:
+    """Best-of-N against the tuned runs, from the best_of_n table."""
+    from .best_of_n import smallest_n_reaching
+
+    bon, tuned = table[table["N"].notna()].sort_values("N"), table[table["N"].isna()]
+    first, top = bon.iloc[0], bon.iloc[-1]
+    n_prompts = int(first["reward_evaluations"] / first["N"])
+    out = [f"Best-of-N from the base model (the same {n_prompts} evaluation prompts as the tuned runs): the mean reward "
+           f"goes from {first['mean_reward']:.3g}{_ci(first, 'mean_reward')} at N = 1 to {top['mean_reward']:.3g}"
+           f"{_ci(top, 'mean_reward')} at N = {int(top['N'])}, which spends {int(top['reward_evaluations'])} reward "
+           f"evaluations."]
+    for _, row in tuned.iterrows():
+        reached = smallest_n_reaching(table, row["mean_reward"])
+        how = (f"best-of-{reached} reaches it with {reached * n_prompts} evaluations at inference" if reached else
+               f"no N up to {int(top['N'])} reaches it")
+        out.append(f"{row['system']} has {row['mean_reward']:.3g}{_ci(row, 'mean_reward')} after "
+                   f"{int(row['reward_evaluations'])} training rollouts (none at inference): {how}.")
+    tuned_text = "; ".join(f"{r['system'].split(':')[0]} {r['pairwise_distance']:.3g}" for _, r in tuned.iterrows())
+    out.append(f"Diversity (pairwise profile distance): best-of-{int(top['N'])} {top['pairwise_distance']:.3g}"
+               f"{_ci(top, 'pairwise_distance')}, N = 1 {first['pairwise_distance']:.3g}"
+               f"{_ci(first, 'pairwise_distance')}" + (f"; the tuned runs: {tuned_text}." if tuned_text else "."))
+    return out
+
+
+def transfer_sentences(table: pd.DataFrame, run_scorer: str, primary_axis: str) -> list[str]:
+    """Whether each run family's gain survives the unheard SoundFonts, from the reward_transfer table."""
+    out = []
+    main = table[(table["scorer"] == run_scorer) & (table["axis"] == primary_axis)]
+    for run, part in main.groupby("run", sort=False):
+        heard = part[part["heard_in_training"]].iloc[0]
+        unheard = part[~part["heard_in_training"]]
+        on_training = (f"on the training SoundFont ({heard['soundfont']}) the median tuned-minus-base {primary_axis} "
+                       f"difference is {heard['median_difference']:.3g}{_ci(heard, 'difference')}")
+        fonts = ", ".join(f"{r['soundfont']} {r['median_difference']:.3g}{_ci(r, 'difference')}"
+                          + (f" ({r['gain_retained']:.0%} of the gain)" if heard["verdict"] != "no gain to transfer"
+                             and pd.notna(r["gain_retained"]) else "") for _, r in unheard.iterrows())
+        if unheard.empty:
+            out.append(f"{run}: {on_training}; no other SoundFont is installed.")
+        elif heard["verdict"] == "no gain to transfer":
+            out.append(f"{run}: {on_training}, not a significant gain, so there is none to transfer; on the "
+                       f"{len(unheard)} unheard fonts: {fonts}.")
+        else:
+            counts = unheard["verdict"].value_counts()
+            verdicts = "; ".join(f"{TRANSFER_WORDS[v]} on {n} of {len(unheard)}" for v, n in counts.items())
+            out.append(f"{run}: {on_training}; the gain {verdicts} unheard fonts ({fonts}).")
+    cross = table[table["scorer"] != run_scorer]
+    if cross.empty:
+        out.append("No output was scored by a second judge (a stand-in run is cross-scored by Audiobox only when its "
+                   "weights are available offline).")
+    for (run, scorer), part in cross.groupby(["run", "scorer"], sort=False):
+        out.append(f"{run}, scored by {scorer} on the training font ({int(part['n_pairs'].iloc[0])} pairs): "
+                   + ", ".join(f"{r['axis']} {r['median_difference']:.3g}{_ci(r, 'difference')} "
+                               f"({CROSS_WORDS[r['verdict']]})" for _, r in part.iterrows()) + ".")
+    return out
+
+
+TRANSFER_WORDS = {"survives": "survives", "not significant": "is not significant", "reversed": "is reversed",
+                  "no gain to transfer": "has none to transfer"}
+# a cross-scored axis against the training reward's own gain
+CROSS_WORDS = {"survives": "rises too", "not significant": "no significant change", "reversed": "falls",
+               "no gain to transfer": "the training reward itself shows no significant gain"}
+
+
+def ablation_sentences(table: pd.DataFrame, answer: dict) -> list[str]:
+    """The question of the ablations, answered from the ablations table (ablations.answer)."""
+    baseline, n = answer["baseline"], answer["n_variants"]
+    rows = table.set_index("system")
+    base_row = rows.loc[baseline if baseline in rows.index else baseline.removeprefix("ablation_")]
+    criteria = (f"reward: the paired difference to {baseline} not significantly below 0; diversity: pairwise profile "
+                "distance and Vendi not significantly below the base model's (95% bootstrap intervals over prompts)")
+    if answer["both"]:
+        out = [f"Yes: {_join(answer['both'])} reach{'es' if len(answer['both']) == 1 else ''} the {baseline} run's reward "
+               f"while keeping the base model's diversity ({criteria})."]
+    else:
+        out = [f"No: none of the {n} variants reaches the {baseline} run's reward while keeping the base model's "
+               f"diversity ({criteria})."]
+    out.append(f"{len(answer['reaching'])} of {n} reach the reward" + (f" ({_join(answer['reaching'])})" if answer["reaching"]
+                                                                          else "")
+               + f"; {len(answer['keeping'])} of {n} keep the diversity"
+               + (f" ({_join(answer['keeping'])})" if answer["keeping"] else "") + ".")
+    share = base_row.get("truncated_share", np.nan)
+    if pd.notna(share):
+        out.append(f"{share:.0%} of {baseline}'s training completions reached the token budget without an EOS: such a "
+                   "completion carries no loss under mask_truncated_completions, "
+                   "and dr_grpo's constant normaliser equals grpo's per-completion mean when every completion has the "
+                   "full length.")
+    for name, why in ((answer["best_keeping"], "the best-rewarded variant that keeps the diversity"),
+                      (answer["most_diverse_reaching"], "the most diverse variant that reaches the reward")):
+        if name:
+            r = rows.loc[name]
+            out.append(f"{name} ({why}): reward {r['mean_reward']:.3g} vs {base_row['mean_reward']:.3g} for {baseline} "
+                       f"(difference {r['reward_vs_baseline']:.3g}{_ci(r, 'reward_vs_baseline')}), pairwise distance "
+                       f"{r['pairwise_distance']:.3g} vs the base model's {rows.loc['base', 'pairwise_distance']:.3g} "
+                       f"(difference {r['pairwise_distance_vs_base']:.3g}{_ci(r, 'pairwise_distance_vs_base')}).")
+    return out
+
+
+def write_beyond_discussion(result: dict, cfg, out_dir: Path, stamp: str) -> list[Path]:
+    """beyond_discussion.md and .tex in out_dir: the three answers of notebook 05, one paragraph
+    each, from the tables in `result` (report.beyond); a part without its table is said to be missing."""
+    import json
+
+    record = json.loads((cfg.profile_dir / "reward.json").read_text())
+    parts = [("Best-of-N", best_of_n_sentences(result["best_of_n"]) if "best_of_n" in result else None),
+             ("Reward transfer", transfer_sentences(result["reward_transfer"], record["backend"], record["primary_axis"])
+              if "reward_transfer" in result else None),
+             ("Design choices against the collapse", ablation_sentences(result["ablations"], result["answer"])
+              if "ablations" in result else None)]
+    missing = "not made yet (run `make beyond`)."
+    md = "\n\n".join(f"**{title}.** " + (" ".join(s) if s else missing) for title, s in parts)
+    tex = "\n\n".join(f"\\paragraph*{{{title}.}} " + (" ".join(_latex(x) for x in s) if s else _latex(missing))
+                       for title, s in parts)
+    paths = [Path(out_dir) / "beyond_discussion.md", Path(out_dir) / "beyond_discussion.tex"]
+    paths[0].write_text(md + f"\n\n<sub>{stamp}</sub>\n")
+    paths[1].write_text(f"% {stamp}\n{tex}\n")
+    return paths
+
+
 def _markdown(table: pd.DataFrame) -> str:
     def cell(v):
         if isinstance(v, float):
@@ -90,6 +217,12 @@ def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
 DIVERSITY_COLUMNS = ["system", "n", "mean_reward", "distinct_4", "pairwise_distance", "vendi", "vendi_profile"]
 CLAIM_COLUMNS = ["claim", "median_base", "median_tuned", "effect", "effect_ci", "seeds_in_direction", "verdict",
                  "per_second_verdict"]
+BEST_OF_N_COLUMNS = ["system", "reward_evaluations", "evaluations_at_inference", "mean_reward", "pairwise_distance",
+                     "vendi"]
+TRANSFER_COLUMNS = ["run", "soundfont", "scorer", "axis", "n_pairs", "median_difference", "gain_retained",
+                    "p_adjusted", "seeds_in_direction", "verdict"]
+ABLATION_COLUMNS = ["system", "changes", "mean_reward", "reward_vs_baseline", "pairwise_distance_vs_base",
+                    "vendi_vs_base", "reaches_baseline_reward", "keeps_base_diversity"]
 SUMMARY_COLUMNS = ["run", "seed", "steps", "beta", "reward_first5", "reward_last5", "kl_last5", "eval_reward_base",
                    "eval_reward_tuned"]
 
@@ -125,6 +258,22 @@ def readme_block(figures_dir: Path) -> str:
     table("diversity_metrics", DIVERSITY_COLUMNS, "**Diversity** of each system's evaluation outputs (95% bootstrap "
                                                   "intervals over outputs)")
     table("soundfont_table", None, "**The SoundFont table** (corpus pieces, 100 beats, 10 s, scored by the run's scorer)")
+    table("best_of_n", BEST_OF_N_COLUMNS, "**Beyond the paper: best-of-N** from the base model vs the tuned runs "
+                                          "(95% bootstrap intervals over prompts)")
+    transfer = figures_dir / "reward_transfer.csv"
+    if transfer.exists():
+        df = pd.read_csv(transfer, keep_default_na=False, na_values=[""])
+        df = df[df["training_reward_axis"].astype(str).eq("True") | df["scorer_role"].eq("cross-scored")].rename(
+            columns={"difference_ci_low": "median_difference_ci_low", "difference_ci_high": "median_difference_ci_high"})
+        parts.append(f"**Reward transfer** to SoundFonts the policy never heard (tuned minus base, the training reward's "
+                     f"axis and any cross-scored axes; every axis in the CSV) "
+                     f"(`{figures_dir.parent.name}/{figures_dir.name}/reward_transfer.csv`):\n\n"
+                     f"{_markdown(_with_intervals(df)[[c for c in TRANSFER_COLUMNS if c in df.columns]])}")
+    table("ablations", ABLATION_COLUMNS, "**Design choices against the collapse** (each the long run with one change; "
+                                         "paired differences with 95% bootstrap intervals over prompts)")
+    discussion = figures_dir / "beyond_discussion.md"
+    if discussion.exists():
+        parts.append(discussion.read_text().strip())
     return "\n\n".join(parts)
 
 

@@ -42,7 +42,8 @@ def read_keyed(path: Path, key: dict) -> pd.DataFrame | None:
     """The parquet at path if its sidecar (path.json) records `key`, else None: a cached table made
     from other inputs, or left half-written, is never reused."""
     sidecar = Path(path).with_suffix(".json")
-    if Path(path).exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == key:
+    as_stored = json.loads(json.dumps(key))  # tuples are stored as lists: compare what JSON keeps
+    if Path(path).exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("key") == as_stored:
         return pd.read_parquet(path)
     return None
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import REPLICATE_RE, Config
+from .config import ABLATION_PREFIX, REPLICATE_RE, Config
 from .data import build_corpus
 from .distributed import device_for, world_from_env
 from .model import get_base_model, model_card
@@ -136,12 +136,44 @@ def training_stage(cfg: Config, run_name: str, progress: bool = True) -> dict:
         base_eval = evaluate_model(run_cfg, base_dir, base_folder, scorer, pool, progress=progress)
         tuned_eval = evaluate_model(run_cfg, run.final_checkpoint(run_cfg), run.eval_dir("final"), scorer, pool,
                                     progress=progress)
-        # the diversity sweep follows the main seed's runs only (replicates feed the claims and the curves)
+        # the diversity sweep follows the main seed's runs only (replicates feed the claims and the
+        # curves; the ablations are compared at their final checkpoint, in notebook 05)
         sweep = (diversity_sweep(run_cfg, run.path, base_dir, scorer, pool, progress=progress)
-                 if REPLICATE_RE.fullmatch(run_name) is None else None)
+                 if REPLICATE_RE.fullmatch(run_name) is None and not run_name.startswith(ABLATION_PREFIX) else None)
     overlap = prompt_overlap(run.samples()["prompt"], tuned_eval)
     run.update_meta(eval_prompt_overlap=overlap, base_eval_dir=base_folder.name)  # a name inside <profile>/eval
     return {"run": run, "base_eval": base_eval, "tuned_eval": tuned_eval, "sweep": sweep, "overlap": overlap}
+
+
+def cross_scorer_for(cfg: Config, scorer):
+    """The other judge for the reward-transfer table, when it can be had offline: Audiobox for a
+    stand-in run (its weights configured or in the Hugging Face cache), the stand-in for an Audiobox
+    run; None otherwise (the table then has no cross-scored rows, and notebook 05 says why)."""
+    from .assets import audiobox_available_offline
+
+    if scorer.name == "standin":
+        if not audiobox_available_offline(cfg.audiobox_checkpoint):
+            return None
+        device = device_for(world_from_env(), resolve_device(cfg.device))
+        return load_scorer("audiobox", cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
+    return load_scorer("standin")
+
+
+def beyond_stage(cfg: Config, progress: bool = True) -> dict:
+    """Notebook 05's compute beyond the paper (the ablation runs train in notebook 01): the base
+    model's best-of-N draws, and every paired evaluation re-rendered with the other SoundFonts and
+    scored again (and by the other scorer where it is available)."""
+    from . import best_of_n, transfer
+
+    scorer = scorer_for(cfg)
+    with RenderPool(RenderSettings.from_config(cfg), cfg.render_workers) as pool:
+        draws = best_of_n.draw_pool(cfg, scorer, pool, progress=progress)
+    cross = cross_scorer_for(cfg, scorer)
+    scores = transfer.transfer_scores(cfg, cfg.all_runs(), scorer, cross, progress=progress)
+    return {"draws": draws, "transfer_scores": scores, "fonts": transfer.transfer_fonts(cfg),
+            "cross_scorer": None if cross is None else cross.name,
+            "cross_note": ("" if cross is not None else "Audiobox's weights are not available offline: no cross-scoring "
+                           "(set audiobox_checkpoint or put them in the Hugging Face cache)")}
 
 
 def listening_stage(cfg: Config, simulation: dict | None = None, progress: bool = True) -> dict:

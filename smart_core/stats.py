@@ -72,6 +72,17 @@ def compare(base: pd.DataFrame, tuned: pd.DataFrame, columns: list[str], correct
     return table
 
 
+def mean_with_interval(values, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a percentile bootstrap interval of the mean (nan bounds without resamples)."""
+    values = np.asarray(values, float)
+    if n_boot <= 0 or len(values) < 2:
+        return float(values.mean()), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(values.mean()), float(low), float(high)
+
+
 # ------------------------------------------------------------------------------------------------ paired
 
 

@@ -1,0 +1,61 @@
+"""The ablations: config resolution, the paired table and the question's answer."""
+
+import pandas as pd
+import pytest
+
+from smart_core import ablations
+from smart_core.config import Config
+from smart_core.errors import ConfigError
+
+
+def test_an_ablation_is_the_long_run_with_its_variant_and_its_identity_cannot_be_overridden():
+    cfg = Config.from_profile("small")
+    gspo = cfg.for_run("ablation_gspo")
+    assert (gspo.importance_sampling_level, gspo.num_iterations, gspo.beta, gspo.steps) == ("sequence", 2, 0.04, 60)
+    assert cfg.for_run("ablation_dr_grpo").loss_type == "dr_grpo" and cfg.for_run("ablation_dr_grpo").steps == 60
+    assert cfg.ablation_baseline() == "ablation_paper" and cfg.ablation_runs()[0] == "ablation_paper"
+    full = cfg.replace(ablation_steps=100)  # long's own steps: long is the baseline, no paper variant run
+    assert full.ablation_baseline() == "long" and "ablation_paper" not in full.ablation_runs()
+    assert full.for_run("ablation_entropy").steps == 100
+    # a user key the pipeline applies to every run still reaches the variants...
+    assert cfg.replace(lr=5e-5).for_run("ablation_gspo").lr == 5e-5
+    # ...but not one that is a variant's identity: one line, before any work
+    with pytest.raises(ConfigError, match="ablation 'ablation_entropy' is defined by entropy_coef=0.01") as err:
+        cfg.replace(entropy_coef=0.02).for_run("ablation_entropy")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="unknown or not allowed key"):
+        cfg.replace(ablations={"bad": {"not_a_key": 1}})
+    with pytest.raises(ConfigError, match="keep the 'paper' variant"):
+        cfg.replace(ablations={"gspo": {"importance_sampling_level": "sequence"}})
+
+
+def test_the_pipeline_refuses_a_variant_key_set_for_every_run_before_training(tiny_cfg):
+    from smart_core.pipeline import steps
+
+    with pytest.raises(ConfigError, match="gspo"):
+        steps(tiny_cfg.replace(num_iterations=3), beyond=True)
+    assert len(steps(tiny_cfg.replace(num_iterations=3))) == 8  # without beyond nothing is refused
+
+
+def test_the_table_pairs_rewards_with_the_baseline_and_diversity_with_the_base(tiny_trained):
+    cfg = tiny_trained["cfg"].replace(ablation_steps=0, diversity_bootstrap=100)
+    base, tuned = tiny_trained["base_eval"], tiny_trained["tuned_eval"]
+    worse = tuned.assign(reward=tuned["reward"] - 0.1)
+    collapsed = tuned.assign(midi_path=tuned["midi_path"].iloc[0],  # one piece for every prompt
+                             completion_ids=[tuned["completion_ids"].iloc[0]] * len(tuned))
+    table = ablations.ablation_table(cfg, base, {"long": tuned, "ablation_gspo": worse,
+                                                 "ablation_diversity_bonus": collapsed})
+    rows = table.set_index("system")
+    assert rows.index.tolist() == ["base", "long", "gspo", "diversity_bonus"]
+    assert rows.loc["long", "reward_vs_baseline"] == 0 and rows.loc["long", "reaches_baseline_reward"] == "yes"
+    assert rows.loc["gspo", "reward_vs_baseline"] == pytest.approx(-0.1)
+    assert rows.loc["gspo", "reaches_baseline_reward"] == "no"
+    assert rows.loc["diversity_bonus", "pairwise_distance"] == pytest.approx(0.0)
+    assert rows.loc["diversity_bonus", "keeps_base_diversity"] == "no"
+    assert rows.loc["gspo", "changes"] == "importance_sampling_level=sequence, num_iterations=2"
+    assert rows.loc["base", "reaches_baseline_reward"] == ""
+    answer = ablations.answer(table)
+    assert answer["baseline"] == "long" and answer["n_variants"] == 2 and answer["both"] == []
+    assert answer["reaching"] == ["diversity_bonus"] and answer["most_diverse_reaching"] == "diversity_bonus"
+    with pytest.raises(ValueError, match="same prompts"):
+        ablations.ablation_table(cfg, base, {"long": tuned, "ablation_gspo": worse.iloc[::-1]})
