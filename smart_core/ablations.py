@@ -78,25 +78,31 @@ def ablation_table(cfg: Config, base: pd.DataFrame, evaluations: dict[str, pd.Da
     out = pd.DataFrame(rows)
     is_run = out["run"] != ""
     # "reaches": not significantly below the baseline's reward; "keeps": neither diversity measure
-    # significantly below the base model's (the upper 95% bound at or above 0)
-    def yes_no(condition):
-        return np.where(~is_run, "", np.where(condition, "yes", "no"))
+    # significantly below the base model's (the upper 95% bound at or above 0); the base row: ""
+    def yes_no(*bounds):  # "n/a" without an interval (diversity_bootstrap = 0): nothing to decide on
+        known = np.logical_and.reduce([np.isfinite(b.astype(float)) for b in bounds])
+        holds = np.logical_and.reduce([b.astype(float) >= 0 for b in bounds])
+        return np.where(~is_run, "", np.where(~known, "n/a", np.where(holds, "yes", "no")))
 
-    out["reaches_baseline_reward"] = yes_no(out["reward_vs_baseline_ci_high"] >= 0)
-    out["keeps_base_diversity"] = yes_no((out["pairwise_distance_vs_base_ci_high"] >= 0)
-                                         & (out["vendi_vs_base_ci_high"] >= 0))
+    out["reaches_baseline_reward"] = yes_no(out["reward_vs_baseline_ci_high"])
+    out["keeps_base_diversity"] = yes_no(out["pairwise_distance_vs_base_ci_high"], out["vendi_vs_base_ci_high"])
     out["is_ablation"] = out["run"].str.startswith(ABLATION_PREFIX)
     out["baseline"] = baseline
     return out
 
 
-def answer(table: pd.DataFrame) -> dict:
-    """The question's answer from the table: the variants that do both, and the closest ones."""
+def answer(table: pd.DataFrame, configured: list[str] | None = None) -> dict:
+    """The question's answer from the table: the variants that do both, the closest ones, those
+    without intervals to decide on ("n/a"), and the `configured` variant runs with no evaluation yet."""
     variants = table[table["is_ablation"] & (table["run"] != table["baseline"])]
+    undecided = variants[(variants["reaches_baseline_reward"] == "n/a") | (variants["keeps_base_diversity"] == "n/a")]
+    missing = [r.removeprefix(ABLATION_PREFIX) for r in configured or [] if r not in set(table["run"])
+               and r != table["baseline"].iloc[0]]
     both = variants[(variants["reaches_baseline_reward"] == "yes") & (variants["keeps_base_diversity"] == "yes")]
     keeping = variants[variants["keeps_base_diversity"] == "yes"]
     reaching = variants[variants["reaches_baseline_reward"] == "yes"]
     return {"baseline": str(table["baseline"].iloc[0]), "n_variants": len(variants), "both": list(both["system"]),
+            "undecided": list(undecided["system"]), "missing": missing,
             "keeping": list(keeping["system"]), "reaching": list(reaching["system"]),
             "best_keeping": None if keeping.empty else keeping.sort_values("mean_reward").iloc[-1]["system"],
             "most_diverse_reaching": None if reaching.empty else

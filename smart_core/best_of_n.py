@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import Config
 from .diversity import output_set_summary
-from .evaluate import evaluation_key, sample_set
+from .evaluate import evaluation_key, sample_set, save_midi_files
 from .model import load_pretrained
 from .prompts import Stream, evaluation_prompts
 from .render_pool import RenderPool
@@ -48,19 +48,19 @@ def draw_pool(cfg: Config, scorer, pool: RenderPool, progress: bool = True) -> p
     if cached is not None:
         return cached
     n, draws, key, folder = n_prompts(cfg), cfg.best_of_n_max, pool_key(cfg, scorer), pool_folder(cfg)
+    # another pool's key goes first: a redraw stopped halfway must not leave that key over new MIDI files
+    (folder / "samples.json").unlink(missing_ok=True)
+    if (folder / "midi").exists():
+        import shutil
+
+        shutil.rmtree(folder / "midi")
     prompts = evaluation_prompts(cfg, n)
     model = load_pretrained(cfg.base_model_source, resolve_device(cfg.device)).eval()
     table, midis = sample_set(model, [p for p in prompts for _ in range(draws)], cfg, pool, scorer, cfg.seed,
                               desc="best-of-N draws", progress=progress, stream=Stream.BEST_OF_N)
     table.insert(0, "prompt_index", np.repeat(np.arange(n), draws))
     table.insert(1, "draw", np.tile(np.arange(draws), n))
-    (folder / "midi").mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, data in enumerate(midis):
-        path = folder / "midi" / f"{i:06d}.mid"
-        path.write_bytes(data)
-        paths.append(str(path))
-    table["midi_path"] = paths
+    table["midi_path"] = save_midi_files(folder / "midi", midis, digits=6)
     return write_keyed(table, folder / "samples.parquet", key)
 
 

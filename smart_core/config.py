@@ -150,19 +150,18 @@ class Config:
     def replace(self, **overrides: Any) -> "Config":
         """A copy with `overrides` applied, type-checked and range-checked. The keys are remembered
         as the user's: a named run's preset never overrides them (`for_run`)."""
-        new = self._replaced(overrides)
-        object.__setattr__(new, "_user_keys", self.user_keys | frozenset(overrides))
-        return new
+        return self._replaced(overrides, self.user_keys | frozenset(overrides))
 
-    def _replaced(self, overrides: dict[str, Any]) -> "Config":
+    def _replaced(self, overrides: dict[str, Any], user_keys: frozenset[str] | None = None) -> "Config":
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         checked = {key: _check_type(key, value) for key, value in overrides.items()}
         new = dataclasses.replace(self, **checked)
+        # the user's keys before validating: some checks depend on which keys the user set
+        object.__setattr__(new, "_user_keys", self.user_keys if user_keys is None else user_keys)
         new.validate()
-        object.__setattr__(new, "_user_keys", self.user_keys)
         return new
 
     @property
@@ -186,7 +185,8 @@ class Config:
                                   f"which you also set for every run; leave {', '.join(clash)} out or change the variant "
                                   f"through ablations={{...}}")
             long = self.for_run(ABLATION_BASE_RUN)
-            return long._replaced({**({"steps": self.ablation_steps} if self.ablation_steps else {}), **variant})
+            steps = self._ablation_steps()
+            return long._replaced({**({"steps": steps} if steps else {}), **variant})
         if run_name not in self.runs:
             return self
         preset = {k: v for k, v in self.runs[run_name].items() if k not in self.user_keys}
@@ -209,7 +209,8 @@ class Config:
     def ablation_baseline(self) -> str:
         """The run the variants are compared with: the paper's GRPO at the variants' step count, i.e.
         `long` itself (ablation_steps 0 or equal to long's steps), else the `paper` variant (no changes)."""
-        if not self.ablation_steps or self.ablation_steps == self._base_run_steps():
+        steps = self._ablation_steps()
+        if not steps or steps == self._base_run_steps():
             return ABLATION_BASE_RUN
         return ABLATION_PREFIX + ABLATION_PAPER
 
@@ -218,6 +219,13 @@ class Config:
         if "steps" in self.user_keys:
             return self.steps
         return self.runs.get(ABLATION_BASE_RUN, {}).get("steps", self.steps)
+
+    def _ablation_steps(self) -> int:
+        """The ablation runs' steps (0: long's). A user's `steps` is for every run, the ablations
+        included, unless the user also set ablation_steps."""
+        if "steps" in self.user_keys and "ablation_steps" not in self.user_keys:
+            return self.steps
+        return self.ablation_steps
 
     def with_cli_overrides(self, pairs: list[str]) -> "Config":
         """Apply `key=value` strings. Text fields take the text as it is; other fields parse it as
@@ -257,9 +265,13 @@ class Config:
                 bad = sorted(set(preset) - known) + sorted(set(preset) & {"runs", "ablations", "ablation_steps", "profile"})
                 if bad:
                     raise ConfigError(f"{kind} {name!r} presets unknown or not allowed key(s) {', '.join(bad)}")
-        if self.ablation_steps and self.ablation_steps != self._base_run_steps() and ABLATION_PAPER not in self.ablations:
-            raise ConfigError(f"ablation_steps={self.ablation_steps} differs from the long run's steps, so the variants "
-                              f"need the unchanged baseline: keep the {ABLATION_PAPER!r} variant ({{}}) in ablations")
+        steps = self._ablation_steps()
+        if steps and steps != self._base_run_steps() and ABLATION_PAPER not in self.ablations:
+            raise ConfigError(f"ablation runs of {steps} steps differ from the long run's {self._base_run_steps()}, so the "
+                              f"variants need the unchanged baseline: keep the {ABLATION_PAPER!r} variant ({{}}) in ablations")
+        if self.best_of_n_prompts > self.eval_prompts:
+            raise ConfigError(f"best_of_n_prompts={self.best_of_n_prompts}: at most eval_prompts={self.eval_prompts} (best-of-N "
+                              "answers the tuned runs' own evaluation prompts, to be paired with them)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -330,6 +342,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 # the sizes of notebook 05's analyses and the ablation presets, which reach a run through its own keys).
 EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap", "best_of_n_max",
                             "best_of_n_prompts", "cross_score_limit", "ablations", "ablation_steps"})
+
+# Keys only notebook 05 and the ablation runs read (the paper's steps never see them, so setting one
+# re-runs only what it changes)
+BEYOND_KEYS = frozenset({"best_of_n_max", "best_of_n_prompts", "cross_score_limit", "ablations", "ablation_steps"})
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,

@@ -121,8 +121,8 @@ class StaticCacheDecoder:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """The next-token logits [B, V] after appending tokens [B]."""
-        if self._lean is None or self.length == 0:
-            return self._forward(tokens[:, None])
+        if self._lean is None or self.length == 0 or torch.is_autocast_enabled(self.device.type):
+            return self._forward(tokens[:, None])  # the general path (also if autocast was entered after building)
         if self.length >= self.max_length:
             raise ValueError(f"cache holds {self.max_length} positions, asked for {self.length + 1}")
         return self._lean(self, tokens)

@@ -282,8 +282,8 @@ def paired_difference(midis_a: list, midis_b: list, n_boot: int = 200, seed: int
         (prof_a, both_a), (prof_b, both_b) = _set_vectors(midis_a), _set_vectors(midis_b)
         out = {"pairwise_distance_difference": mean_pairwise_distance(prof_b) - mean_pairwise_distance(prof_a),
                "vendi_difference": vendi_score(both_b) - vendi_score(both_a)}
-        if n_boot <= 0 or len(midis_a) < 2:
-            return out
+        if n_boot <= 0 or len(midis_a) < 2:  # no resamples: the intervals are unknown, never left out
+            return {**out, **{f"{name}_ci_{end}": float("nan") for name in list(out) for end in ("low", "high")}}
         idx = bootstrap_indices(len(midis_a), n_boot, seed=seed)
         weights = np.stack([np.bincount(row, minlength=len(midis_a)) for row in idx])
         resampled = {"pairwise_distance_difference": _pair_mean(cdist(prof_b, prof_b), weights)

@@ -38,6 +38,17 @@ def sample_set(model, prompts, cfg: Config, pool: RenderPool, scorer, seed: int,
     return pd.concat(tables, ignore_index=True), midis
 
 
+def save_midi_files(folder: Path, midis: list[bytes], digits: int = 5) -> list[str]:
+    """One numbered .mid file per sample in folder (00000.mid, ...), in sample order; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, data in enumerate(midis):
+        path = folder / f"{i:0{digits}d}.mid"
+        path.write_bytes(data)
+        paths.append(str(path))
+    return paths
+
+
 # what an evaluation set depends on besides the model: a cached set is reused only if these match
 EVAL_KEYS = ("seed", "prompt_kind", "max_completion_tokens", "temperature", "precision", "soundfont", "renderer",
              "sample_rate", "max_seconds", "max_beats", "reward_weights", "fallback_reward", "eval_batch")
@@ -87,13 +98,7 @@ def evaluate_model(cfg: Config, model_dir: str | Path, out_dir: str | Path | Non
     finally:
         if own_pool:
             pool.close()
-    (out_dir / "midi").mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, data in enumerate(midis):
-        path = out_dir / "midi" / f"{i:05d}.mid"
-        path.write_bytes(data)
-        paths.append(str(path))
-    table["midi_path"] = paths
+    table["midi_path"] = save_midi_files(out_dir / "midi", midis)
     table["model"] = str(model_dir)
     table.to_parquet(table_path, index=False)
     from .features import features_table

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config
+from .config import BEYOND_KEYS, Config
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -27,6 +27,9 @@ def steps(cfg: Config, beyond: bool = False) -> list[tuple[str, str, dict]]:
     # every key the user set, even to the profile's own value: it must win over the runs' presets too
     values = cfg.to_dict()
     extra = {k: values[k] for k in sorted(cfg.user_keys) if k not in ("profile", "seed", "runs_dir", "corpus_dir")}
+    beyond_extra = extra
+    # the keys only notebook 05 and the ablations read stay out of the paper's steps (and their fingerprints)
+    extra = {k: v for k, v in extra.items() if k not in BEYOND_KEYS}
     base = {"profile": cfg.profile, "seed": cfg.seed, "runs_dir": cfg.runs_dir, "corpus_dir": cfg.corpus_dir,
             "overrides": extra}
     out = [("00_base_model", "00_base_model.ipynb", base)]
@@ -36,10 +39,11 @@ def steps(cfg: Config, beyond: bool = False) -> list[tuple[str, str, dict]]:
             ("03_diversity_collapse", "03_diversity_collapse.ipynb", base),
             ("04_listening_study", "04_listening_study.ipynb", base)]
     if beyond:
+        full = {**base, "overrides": beyond_extra}
         for run in cfg.ablation_runs():
             cfg.for_run(run)  # a user key that is a variant's identity: one line now, not after hours
-            out.append((f"01_grpo_training-{run}", "01_grpo_training.ipynb", {**base, "run_name": run}))
-        out.append(("05_beyond", "05_beyond.ipynb", base))
+            out.append((f"01_grpo_training-{run}", "01_grpo_training.ipynb", {**full, "run_name": run}))
+        out.append(("05_beyond", "05_beyond.ipynb", full))
     return out
 
 
@@ -76,9 +80,17 @@ def artifact_paths(cfg: Config, label: str) -> list[Path]:
     if label == "04_listening_study":
         return [profile / "study", profile / "smart" / "checkpoints"]
     if label == "05_beyond":
+        from .assets import AUDIOBOX_ID, hub_cache_dir
+        from .soundfonts import available_soundfonts
+
         ablations = [profile / name for name in cfg.ablation_runs()]
+        # also what notebook 05 finds installed: a new SoundFont, or Audiobox's weights appearing in the
+        # cache (the cross-scorer), re-runs it
+        judges = [hub_cache_dir() / f"models--{AUDIOBOX_ID.replace('/', '--')}"]
+        judges += [Path(cfg.audiobox_checkpoint)] if cfg.audiobox_checkpoint else []
         return [cfg.base_model_dir, profile / "eval", profile / "beyond", profile / "reward.json",
-                *[r / "eval" for r in runs + ablations], *[r / "log" for r in runs + ablations]]
+                *[r / "eval" for r in runs + ablations], *[r / "log" for r in runs + ablations],
+                *[Path(p) for p in sorted(available_soundfonts().values())], *judges]
     raise ValueError(f"unknown pipeline step {label!r}")
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .config import Config
-from .runs import RunDir, read_keyed
+from .config import ABLATION_PREFIX, Config
+from .runs import RunDir
 
 RUN_ORDER = ("smart", "long", "long_beta0")
 
@@ -112,6 +112,9 @@ def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
     main = family[0]
     logs = {name: RunDir.for_run(cfg, name).steps() for name in family}  # each log read once
     steps = logs[run_name]
+    stage = steps[[c for c in steps.columns if c.startswith("seconds_")]].mean().rename("mean seconds per step")
+    if run_name.startswith(ABLATION_PREFIX):  # the ablations' curves are one figure of notebook 05 (ablations_training)
+        return {"steps": steps, "stage_seconds": stage, "figures": []}
     figures = []
     if run_name == main:
         samples = RunDir.for_run(cfg, main).samples()
@@ -124,7 +127,6 @@ def training(cfg: Config, run_name: str, figures_dir=None) -> dict:
     plots.save_figure(plots.training_curves(curves, run_label(cfg, main)), f"training_curves_{main}", out,
                       cfg.profile, backend, seeds_text(cfg, logged))
     figures.append(f"training_curves_{main}")
-    stage = steps[[c for c in steps.columns if c.startswith("seconds_")]].mean().rename("mean seconds per step")
     return {"steps": steps, "stage_seconds": stage, "figures": figures}
 
 
@@ -451,9 +453,9 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
                           cfg.profile, backend, seeds)
         result["best_of_n"] = table
 
-    sets = transfer.paired_sets(cfg, cfg.all_runs())
-    scores = read_keyed(transfer.scores_path(cfg), transfer.scores_key(cfg, sets, scorer)) if sets else None
-    if scores is not None:
+    loaded = transfer.load_scores(cfg, scorer)
+    scores, cross_record = loaded if loaded is not None else (None, None)
+    if scores is not None and len(scores):
         meta = {"prompt", "run", "seed", "system", "soundfont", "scorer", "output"}
         axes_of = {name: [c for c in part.columns if c not in meta and part[c].notna().any()]
                    for name, part in scores.groupby("scorer")}
@@ -471,6 +473,9 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
         plots.save_figure(plots.transfer_plot(table, record["backend"], record["primary_axis"]), "reward_transfer", out,
                           cfg.profile, backend, seeds_text(cfg, cfg.all_runs()))
         result["reward_transfer"] = table
+        result["cross_note"] = ("" if cross_record is not None else "cross_score_limit is 0" if not cfg.cross_score_limit
+                                else "Audiobox's weights were not available offline when notebook 05 ran"
+                                if record["backend"] == "standin" else "no second judge was loaded")
 
     baseline = cfg.ablation_baseline()
     variants = [name for name in cfg.ablation_runs() if name in evaluations and name != baseline]
@@ -491,7 +496,11 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
         logs = {name: RunDir.for_run(cfg, name).steps() for name in [baseline] + variants}
         plots.save_figure(plots.ablation_curves(logs, baseline), "ablations_training", out, cfg.profile, backend, seeds)
         result["ablations"] = table
-        result["answer"] = ablations.answer(table)
+        result["answer"] = ablations.answer(table, cfg.ablation_runs())
+        replicates = final_evaluations(cfg, cfg.replicate_runs())  # how far training seeds alone spread a run
+        means = [t["reward"].mean() for t in replicates.values()]
+        result["seed_spread"] = {"run": cfg.replicate_runs()[0], "n": len(means), "low": min(means, default=np.nan),
+                                 "high": max(means, default=np.nan)}
 
     if not result:
         raise MissingArtifact(f"nothing of notebook 05 in {cfg.profile_dir} (or made from other inputs): run make beyond")

@@ -98,8 +98,9 @@ def best_of_n_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def transfer_sentences(table: pd.DataFrame, run_scorer: str, primary_axis: str) -> list[str]:
-    """Whether each run family's gain survives the unheard SoundFonts, from the reward_transfer table."""
+def transfer_sentences(table: pd.DataFrame, run_scorer: str, primary_axis: str, cross_note: str = "") -> list[str]:
+    """Whether each run family's change on the training font survives the unheard SoundFonts, from the
+    reward_transfer table; cross_note: why nothing was cross-scored, when nothing was."""
     out = []
     main = table[(table["scorer"] == run_scorer) & (table["axis"] == primary_axis)]
     for run, part in main.groupby("run", sort=False):
@@ -107,62 +108,88 @@ def transfer_sentences(table: pd.DataFrame, run_scorer: str, primary_axis: str) 
         unheard = part[~part["heard_in_training"]]
         on_training = (f"on the training SoundFont ({heard['soundfont']}) the median tuned-minus-base {primary_axis} "
                        f"difference is {heard['median_difference']:.3g}{_ci(heard, 'difference')}")
+        moved = heard["change"] in ("up", "down")
         fonts = ", ".join(f"{r['soundfont']} {r['median_difference']:.3g}{_ci(r, 'difference')}"
-                          + (f" ({r['gain_retained']:.0%} of the gain)" if heard["verdict"] != "no gain to transfer"
-                             and pd.notna(r["gain_retained"]) else "") for _, r in unheard.iterrows())
+                          + (f" ({r['gain_retained']:.0%} of it)" if moved and pd.notna(r["gain_retained"]) else "")
+                          for _, r in unheard.iterrows())
         if unheard.empty:
             out.append(f"{run}: {on_training}; no other SoundFont is installed.")
-        elif heard["verdict"] == "no gain to transfer":
-            out.append(f"{run}: {on_training}, not a significant gain, so there is none to transfer; on the "
-                       f"{len(unheard)} unheard fonts: {fonts}.")
+        elif not moved:
+            why = ("not significant" if heard["change"] == "not significant" else
+                   "significant pooled over seeds but not in every seed's direction")
+            out.append(f"{run}: {on_training}, {why}: no consistent change to transfer; on the {len(unheard)} unheard "
+                       f"fonts: {fonts}.")
         else:
             counts = unheard["verdict"].value_counts()
             verdicts = "; ".join(f"{TRANSFER_WORDS[v]} on {n} of {len(unheard)}" for v, n in counts.items())
-            out.append(f"{run}: {on_training}; the gain {verdicts} unheard fonts ({fonts}).")
+            direction = "rise" if heard["change"] == "up" else "fall"
+            out.append(f"{run}: {on_training} (a significant {direction} in every seed); it {verdicts} unheard fonts "
+                       f"({fonts}).")
     cross = table[table["scorer"] != run_scorer]
     if cross.empty:
-        out.append("No output was scored by a second judge (a stand-in run is cross-scored by Audiobox only when its "
-                   "weights are available offline).")
+        out.append("No output was scored by a second judge" + (f" ({cross_note})." if cross_note else "."))
     for (run, scorer), part in cross.groupby(["run", "scorer"], sort=False):
         out.append(f"{run}, scored by {scorer} on the training font ({int(part['n_pairs'].iloc[0])} pairs): "
                    + ", ".join(f"{r['axis']} {r['median_difference']:.3g}{_ci(r, 'difference')} "
-                               f"({CROSS_WORDS[r['verdict']]})" for _, r in part.iterrows()) + ".")
+                               f"({CHANGE_WORDS[r['change']]})" for _, r in part.iterrows()) + ".")
     return out
 
 
-TRANSFER_WORDS = {"survives": "survives", "not significant": "is not significant", "reversed": "is reversed",
-                  "no gain to transfer": "has none to transfer"}
-# a cross-scored axis against the training reward's own gain
-CROSS_WORDS = {"survives": "rises too", "not significant": "no significant change", "reversed": "falls",
-               "no gain to transfer": "the training reward itself shows no significant gain"}
+TRANSFER_WORDS = {"survives": "survives", "not significant": "is not significant",
+                  "seeds disagree": "is significant pooled but not in every seed",
+                  "reversed": "is reversed", "no gain to transfer": "has none to transfer"}
+CHANGE_WORDS = {"up": "rises", "down": "falls", "not significant": "no significant change",
+                "seeds disagree": "seeds disagree"}
 
 
-def ablation_sentences(table: pd.DataFrame, answer: dict) -> list[str]:
-    """The question of the ablations, answered from the ablations table (ablations.answer)."""
+def ablation_sentences(table: pd.DataFrame, answer: dict, seed_spread: dict | None = None) -> list[str]:
+    """The question of the ablations, answered from the ablations table (ablations.answer).
+    seed_spread: {"run", "n", "low", "high"}, the mean evaluation reward of a replicated run's
+    training seeds: how far apart training seeds alone put one configuration."""
     baseline, n = answer["baseline"], answer["n_variants"]
     rows = table.set_index("system")
     base_row = rows.loc[baseline if baseline in rows.index else baseline.removeprefix("ablation_")]
-    criteria = (f"reward: the paired difference to {baseline} not significantly below 0; diversity: pairwise profile "
-                "distance and Vendi not significantly below the base model's (95% bootstrap intervals over prompts)")
+    described = (f"{baseline} (the unchanged GRPO at {int(base_row['steps'])} steps)"
+                 if baseline.startswith("ablation_") else f"the {baseline} run")
+    criteria = (f"Reaching the reward means a paired difference to {baseline} not significantly below 0; keeping the "
+                "diversity, pairwise profile distance and Vendi both not significantly below the base model's (95% "
+                "bootstrap intervals over prompts).")
     if answer["both"]:
-        out = [f"Yes: {_join(answer['both'])} reach{'es' if len(answer['both']) == 1 else ''} the {baseline} run's reward "
-               f"while keeping the base model's diversity ({criteria})."]
+        out = [f"Yes: {_join(answer['both'])} reach{'es' if len(answer['both']) == 1 else ''} the reward of "
+               f"{described} while keeping the base model's diversity.", criteria]
     else:
-        out = [f"No: none of the {n} variants reaches the {baseline} run's reward while keeping the base model's "
-               f"diversity ({criteria})."]
+        out = [f"No: {'the one variant does not reach' if n == 1 else f'none of the {n} variants reaches'} the reward "
+               f"of {described} while keeping the base model's diversity.", criteria]
     out.append(f"{len(answer['reaching'])} of {n} reach the reward" + (f" ({_join(answer['reaching'])})" if answer["reaching"]
                                                                           else "")
                + f"; {len(answer['keeping'])} of {n} keep the diversity"
                + (f" ({_join(answer['keeping'])})" if answer["keeping"] else "") + ".")
+    keeping = [k for k in answer["keeping"] if pd.notna(rows.loc[k].get("kl_last5", np.nan))]
+    if keeping and pd.notna(base_row.get("kl_last5", np.nan)):
+        out.append("KL to the reference over the last 5 training steps: " + ", ".join(
+            f"{k} {rows.loc[k, 'kl_last5']:.3g}" for k in keeping) + f" (keeping the diversity) vs {base_row['kl_last5']:.3g} "
+                   f"for {baseline}.")
+    if seed_spread and seed_spread["n"] > 1:
+        out.append(f"Each variant is one training seed, so these intervals are over prompts for the models trained here: "
+                   f"the {seed_spread['n']} training seeds of {seed_spread['run']} alone put its mean evaluation reward "
+                   f"between {seed_spread['low']:.3g} and {seed_spread['high']:.3g}, a spread of "
+                   f"{seed_spread['high'] - seed_spread['low']:.3g}.")
+    if answer["undecided"]:
+        out.append(f"Not decided (no bootstrap intervals: diversity_bootstrap = 0): {_join(answer['undecided'])}.")
+    if answer["missing"]:
+        out.append(f"Not evaluated yet (make beyond): {_join(answer['missing'])}.")
     share = base_row.get("truncated_share", np.nan)
-    if pd.notna(share):
-        out.append(f"{share:.0%} of {baseline}'s training completions reached the token budget without an EOS: such a "
+    length_variants = table["changes"].str.contains("mask_truncated_completions|loss_type=dr_grpo", regex=True).any()
+    if pd.notna(share) and length_variants:
+        out.append(f"{share:.1%} of {baseline}'s training completions reached the token budget without an EOS: such a "
                    "completion carries no loss under mask_truncated_completions, "
                    "and dr_grpo's constant normaliser equals grpo's per-completion mean when every completion has the "
                    "full length.")
+    said = set()
     for name, why in ((answer["best_keeping"], "the best-rewarded variant that keeps the diversity"),
                       (answer["most_diverse_reaching"], "the most diverse variant that reaches the reward")):
-        if name:
+        if name and name not in said:
+            said.add(name)
             r = rows.loc[name]
             out.append(f"{name} ({why}): reward {r['mean_reward']:.3g} vs {base_row['mean_reward']:.3g} for {baseline} "
                        f"(difference {r['reward_vs_baseline']:.3g}{_ci(r, 'reward_vs_baseline')}), pairwise distance "
@@ -178,9 +205,10 @@ def write_beyond_discussion(result: dict, cfg, out_dir: Path, stamp: str) -> lis
 
     record = json.loads((cfg.profile_dir / "reward.json").read_text())
     parts = [("Best-of-N", best_of_n_sentences(result["best_of_n"]) if "best_of_n" in result else None),
-             ("Reward transfer", transfer_sentences(result["reward_transfer"], record["backend"], record["primary_axis"])
-              if "reward_transfer" in result else None),
-             ("Design choices against the collapse", ablation_sentences(result["ablations"], result["answer"])
+             ("Reward transfer", transfer_sentences(result["reward_transfer"], record["backend"], record["primary_axis"],
+                                                    result.get("cross_note", "")) if "reward_transfer" in result else None),
+             ("Design choices against the collapse", ablation_sentences(result["ablations"], result["answer"],
+                                                                        result.get("seed_spread"))
               if "ablations" in result else None)]
     missing = "not made yet (run `make beyond`)."
     md = "\n\n".join(f"**{title}.** " + (" ".join(s) if s else missing) for title, s in parts)
@@ -209,7 +237,8 @@ def _with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     for low in [c for c in df.columns if c.endswith("_ci_low")]:
         metric, high = low[: -len("_ci_low")], low.replace("_ci_low", "_ci_high")
         if metric in df.columns and high in df.columns:
-            df[metric] = [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(df[metric], df[low], df[high])]
+            df[metric] = ["" if pd.isna(v) else f"{v:.3g}" if pd.isna(lo) or pd.isna(hi) else f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
+                          for v, lo, hi in zip(df[metric], df[low], df[high])]
             df = df.drop(columns=[low, high])
     return df
 

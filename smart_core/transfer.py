@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .config import Config
 from .render_pool import RenderPool, RenderSettings
@@ -27,8 +28,10 @@ from .soundfonts import SOUNDFONTS, available_soundfonts, resolve_soundfont
 from .stats import PAIRED_TEST, compare_paired
 
 ALPHA = 0.05
-# the verdict on one font, axis and scorer: the gain measured on the training font, again?
-TRANSFER_VERDICTS = ("survives", "not significant", "reversed", "no gain to transfer")
+# the verdict on one font, axis and scorer: the change measured on the training font, again?
+TRANSFER_VERDICTS = ("survives", "not significant", "seeds disagree", "reversed", "no gain to transfer")
+# what one row measured by itself: a significant move up or down in every seed, or neither
+CHANGES = ("up", "down", "not significant", "seeds disagree")
 
 
 def transfer_fonts(cfg: Config) -> dict[str, str]:
@@ -94,8 +97,11 @@ def rescore(cfg: Config, folders: list[Path], font: str, scorer, limit: int | No
     with RenderPool(RenderSettings.from_config(cfg, soundfont=font), cfg.render_workers) as pool:
         if getattr(scorer, "scores_in_render_workers", False):
             _, scores = pool.render_and_score(midis, scorer, keep_audio=False)
-        else:
-            scores = scorer.score(pool.render(midis, progress=progress, desc=f"render {font}"), cfg.sample_rate)
+        else:  # a scorer in this process (Audiobox): eval_batch clips of audio in memory at a time, not all
+            chunks = range(0, len(midis), cfg.eval_batch)
+            scores = pd.concat([scorer.score(pool.render(midis[i:i + cfg.eval_batch]), cfg.sample_rate)
+                                for i in tqdm(chunks, desc=f"render and score with {font}", disable=not progress,
+                                              leave=False)], ignore_index=True)
     start = 0
     for folder, samples, key in todo:
         part = scores.iloc[start:start + len(samples)].reset_index(drop=True)
@@ -115,8 +121,6 @@ def recorded_scores(folder: Path, axes: list[str], limit: int | None = None) -> 
 def collect(cfg: Config, sets: list[dict], scorer, cross_scorer=None, progress: bool = True) -> pd.DataFrame:
     """Long table of scores: one row per (run, system, soundfont, scorer, output), every axis of the
     scorer that made it. The training font's run-scorer rows are the evaluations' own scores."""
-    from tqdm.auto import tqdm
-
     training = training_font_name(cfg)
     folders = [s[system] for s in sets for system in ("base", "tuned")]
     by_source = {(training, scorer.name): {f: recorded_scores(f, list(scorer.axes)) for f in folders}}
@@ -150,15 +154,30 @@ def scores_path(cfg: Config) -> Path:
 
 
 def transfer_scores(cfg: Config, run_names: list[str], scorer, cross_scorer=None, progress: bool = True) -> pd.DataFrame:
-    """`collect` for the runs' paired evaluations, saved as runs/<profile>/beyond/transfer_scores.parquet
-    (keyed by `scores_key`) and reused while the key holds and it has the cross scorer's rows."""
+    """`collect` for the runs' paired evaluations, saved as runs/<profile>/beyond/transfer_scores.parquet,
+    keyed by `scores_key` and the cross scorer (its record, or None), and reused while both hold."""
     sets = paired_sets(cfg, run_names)
-    key = scores_key(cfg, sets, scorer)
+    key = {**scores_key(cfg, sets, scorer), "cross": None if cross_scorer is None or not cfg.cross_score_limit
+           else cross_scorer.describe()}
     cached = read_keyed(scores_path(cfg), key)
-    if cached is not None and (cross_scorer is None or not cfg.cross_score_limit
-                               or cross_scorer.name in set(cached["scorer"])):
+    if cached is not None:
         return cached
     return write_keyed(collect(cfg, sets, scorer, cross_scorer, progress), scores_path(cfg), key)
+
+
+def load_scores(cfg: Config, scorer) -> tuple[pd.DataFrame, dict | None] | None:
+    """(the saved scores, the cross scorer's record or None) when they were collected from the runs'
+    current evaluations, fonts and scorer (whatever the cross scorer was); else None. For the report,
+    which never renders."""
+    path = scores_path(cfg)
+    sidecar = path.with_suffix(".json")
+    if not path.exists() or not sidecar.exists():
+        return None
+    stored = json.loads(sidecar.read_text()).get("key", {})
+    current = json.loads(json.dumps(scores_key(cfg, paired_sets(cfg, cfg.all_runs()), scorer)))
+    if {k: v for k, v in stored.items() if k != "cross"} != current:
+        return None
+    return pd.read_parquet(path), stored.get("cross")
 
 
 def family_of(run: str) -> str:
@@ -191,12 +210,13 @@ def transfer_table(scores: pd.DataFrame, training_font: str, run_scorer: str, pr
         stats.insert(4, "scorer_role", "training reward" if scorer_name == run_scorer else "cross-scored")
         rows.append(stats.rename(columns={"measure": "axis"}))
     table = pd.concat(rows, ignore_index=True)
+    table["change"] = [change(row) for _, row in table.iterrows()]
     reference = table[table["heard_in_training"]].set_index(["run", "scorer", "axis"])
     verdicts, retained = [], []
     for _, row in table.iterrows():
         cross = row["scorer"] != run_scorer
         ref = reference.loc[(row["run"], run_scorer, primary_axis) if cross else (row["run"], row["scorer"], row["axis"])]
-        verdicts.append(_verdict(row, ref))
+        verdicts.append(_verdict(row["change"], ref["change"]))
         ref_gain = ref["median_difference"]  # a cross-scored axis has another scale: no share
         retained.append(row["median_difference"] / ref_gain if not cross and np.isfinite(ref_gain) and ref_gain != 0
                         else np.nan)
@@ -206,21 +226,26 @@ def transfer_table(scores: pd.DataFrame, training_font: str, run_scorer: str, pr
     return table
 
 
-def _verdict(row, reference) -> str:
-    """Against the gain on the training font (same run, scorer and axis): survives (significant,
-    the same direction, every seed) / reversed (significant, the other direction) / not significant;
-    "no gain to transfer" when the training font shows no significant change itself."""
-    def direction(r):
-        if r["p_adjusted"] >= ALPHA or not np.isfinite(r.get("rank_biserial", np.nan)):
-            return 0
-        agreeing, seeds = (int(x) for x in str(r["seeds_in_direction"]).split("/"))
-        return int(np.sign(r["rank_biserial"])) if agreeing == seeds else 0
+def change(row) -> str:
+    """What one row measured (CHANGES): up / down when significant (Holm) and in every seed's direction."""
+    effect = row.get("rank_biserial", np.nan)
+    if row["p_adjusted"] >= ALPHA or not np.isfinite(effect) or effect == 0:
+        return "not significant"
+    agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
+    if agreeing < seeds:
+        return "seeds disagree"
+    return "up" if effect > 0 else "down"
 
-    gain = direction(reference)
-    if gain == 0:
+
+def _verdict(here: str, reference: str) -> str:
+    """Against the change on the training font (the same run, scorer and axis; for a cross-scored
+    axis, the training reward's): survives (the same direction) / reversed / this row's own
+    "not significant" or "seeds disagree"; "no gain to transfer" when the reference moved neither way."""
+    if reference not in ("up", "down"):
         return "no gain to transfer"
-    here = direction(row)
-    return "survives" if here == gain else "reversed" if here == -gain else "not significant"
+    if here not in ("up", "down"):
+        return here
+    return "survives" if here == reference else "reversed"
 
 
 def describe_test() -> str:

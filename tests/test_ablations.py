@@ -3,9 +3,21 @@
 import pandas as pd
 import pytest
 
-from smart_core import ablations
+from smart_core import ablations, results
 from smart_core.config import Config
 from smart_core.errors import ConfigError
+
+
+def test_a_users_steps_reach_the_ablations_unless_ablation_steps_is_set_too():
+    cfg = Config.from_profile("small", steps=10)
+    assert cfg.for_run("ablation_gspo").steps == 10 and cfg.ablation_baseline() == "long"
+    both = Config.from_profile("small", steps=10, ablation_steps=5)
+    assert both.for_run("ablation_gspo").steps == 5 and both.ablation_baseline() == "ablation_paper"
+    # the check sees the user's own keys: steps=60 makes long the baseline, so no paper variant is needed
+    assert Config.from_profile("small", steps=60, ablations={"entropy": {"entropy_coef": 0.01}}).ablation_runs() == [
+        "ablation_entropy"]
+    with pytest.raises(ConfigError, match="best_of_n_prompts=200"):
+        Config.from_profile("small", best_of_n_prompts=200)
 
 
 def test_an_ablation_is_the_long_run_with_its_variant_and_its_identity_cannot_be_overridden():
@@ -59,3 +71,14 @@ def test_the_table_pairs_rewards_with_the_baseline_and_diversity_with_the_base(t
     assert answer["reaching"] == ["diversity_bonus"] and answer["most_diverse_reaching"] == "diversity_bonus"
     with pytest.raises(ValueError, match="same prompts"):
         ablations.ablation_table(cfg, base, {"long": tuned, "ablation_gspo": worse.iloc[::-1]})
+    text = " ".join(results.ablation_sentences(table, answer))
+    assert text.startswith("No: none of the 2 variants reaches the reward of the long run")
+    assert "1 of 2 reach the reward (diversity_bonus)" in text
+    # without bootstrap intervals nothing is decided: "n/a", said as such, never a "no"
+    bare = ablations.ablation_table(cfg.replace(diversity_bootstrap=0), base, {"long": tuned, "ablation_gspo": worse})
+    assert bare.set_index("system").loc["gspo", ["reaches_baseline_reward", "keeps_base_diversity"]].tolist() == ["n/a"] * 2
+    one = ablations.answer(bare, ["ablation_gspo", "ablation_diversity_bonus"])
+    assert one["undecided"] == ["gspo"] and one["missing"] == ["diversity_bonus"] and one["n_variants"] == 1
+    text = " ".join(results.ablation_sentences(bare, one))
+    assert text.startswith("No: the one variant does not reach") and "Not decided" in text
+    assert "Not evaluated yet (make beyond): diversity_bonus." in text

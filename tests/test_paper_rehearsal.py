@@ -15,7 +15,10 @@ from smart_core.pipeline import reproduce, steps
 SHRINK = dict(steps=2, prompts_per_step=1, group_size=2, max_completion_tokens=16, checkpoint_every=2, audio_every=2,
               eval_prompts=2, eval_batch=2, diversity_samples=2, unconditional_samples=2, soundfont_pieces=2,
               compare_soundfonts=False, listening_prompts=2, listening_max_attempts=1, power_simulations=5,
-              max_seconds=4.0, render_workers=2)
+              max_seconds=4.0, render_workers=2,
+              # beyond the paper: best-of-1..2, one variant and its 1-step baseline, two cross-scored outputs
+              best_of_n_max=2, cross_score_limit=2, ablation_steps=1,
+              ablations={"paper": {}, "entropy": {"entropy_coef": 0.01}})
 
 
 @pytest.mark.slow
@@ -24,8 +27,8 @@ def test_paper_profile_runs_every_notebook_on_audiobox_from_the_hub_cache(offlin
                               corpus_source=str(tiny_corpus.root / "train"), **SHRINK)
     assert cfg.base_model == BASE_MODEL_ID and cfg.reward_backend == "audiobox"
     figures = tmp_path / "figures"
-    report = reproduce(cfg, figures_dir=str(figures), log_output=False)
-    assert [r["status"] for r in report] == ["ran"] * len(steps(cfg))
+    report = reproduce(cfg, figures_dir=str(figures), log_output=False, beyond=True)
+    assert [r["status"] for r in report] == ["ran"] * len(steps(cfg, beyond=True))
     for path in sorted(cfg.profile_dir.glob("notebooks/*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             assert not any(o.get("output_type") == "error" for o in cell.get("outputs", [])), path.name
@@ -57,3 +60,12 @@ def test_paper_profile_runs_every_notebook_on_audiobox_from_the_hub_cache(offlin
         assert (figures / f"{name}.png").stat().st_size > 1000, name
     samples = pd.read_parquet(cfg.base_model_dir / "unconditional_samples.parquet")
     assert {"CE", "CU", "PC", "PQ"} <= set(samples.columns)  # scored with the run's scorer
+
+    # beyond the paper on Audiobox: best-of-N and the transfer table in CE; the stand-in cross-scores
+    assert {"CE", "CU", "PC", "PQ"} <= set(pd.read_parquet(cfg.profile_dir / "beyond" / "best_of_n" / "samples.parquet"))
+    transfer = pd.read_csv(figures / "reward_transfer.csv")
+    assert set(transfer[transfer["scorer_role"] == "training reward"]["axis"]) == {"CE", "CU", "PC", "PQ"}
+    cross = transfer[transfer["scorer_role"] == "cross-scored"]
+    assert set(cross["scorer"]) == {"standin"} and (cross["n_pairs"] == 2).all()
+    assert pd.read_csv(figures / "ablations.csv")["system"].tolist()[-2:] == ["paper", "entropy"]
+    assert "reward: audiobox" in (figures / "beyond_discussion.tex").read_text()

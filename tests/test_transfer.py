@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smart_core import transfer
+from smart_core import results, transfer
 from smart_core.reward import StandInScorer
 from smart_core.soundfonts import available_soundfonts, resolve_soundfont
 
@@ -33,13 +33,14 @@ def test_rescoring_with_the_training_font_gives_the_recorded_scores_and_is_cache
 
 
 def _scores(gains: dict[str, float], n: int = 24, seeds=(0, 1)) -> pd.DataFrame:
-    """A long score table: per font, tuned = base + gain (+ small noise), two seeds of n prompts."""
+    """A long score table: per font, tuned = base + gain (+ small noise), two seeds of n prompts; a
+    gain may be a (seed 0, seed 1) pair."""
     rng = np.random.default_rng(0)
     rows = []
     for font, gain in gains.items():
         for seed in seeds:
             base = rng.normal(5, 1, n)
-            tuned = base + gain + rng.normal(0, 0.05, n)
+            tuned = base + (gain[seed] if isinstance(gain, tuple) else gain) + rng.normal(0, 0.05, n)
             for system, values in (("base", base), ("tuned", tuned)):
                 rows.append(pd.DataFrame({"prompt": [f"p{i}" for i in range(n)], "standin": values,
                                           "run": "smart" if seed == 0 else f"smart_seed{seed}", "seed": seed,
@@ -49,13 +50,15 @@ def _scores(gains: dict[str, float], n: int = 24, seeds=(0, 1)) -> pd.DataFrame:
 
 
 def test_the_table_pools_replicates_and_judges_each_font_against_the_training_font():
-    scores = _scores({"train": 1.0, "same": 1.0, "half": 0.5, "none": 0.0, "flipped": -1.0})
+    scores = _scores({"train": 1.0, "same": 1.0, "half": 0.5, "none": 0.0, "flipped": -1.0, "split": (1.0, -0.2)})
     table = transfer.transfer_table(scores, "train", "standin", "standin", {"standin": ["standin"]}, n_boot=200)
     rows = table.set_index("soundfont")
     assert set(table["run"]) == {"smart"} and (table["n_pairs"] == 48).all() and (table["n_seeds"] == 2).all()
     assert rows.loc["train", "heard_in_training"] and not rows.loc["same", "heard_in_training"]
-    assert rows.loc[["train", "same", "half", "none", "flipped"], "verdict"].tolist() == [
-        "survives", "survives", "survives", "not significant", "reversed"]
+    fonts = ["train", "same", "half", "none", "flipped", "split"]
+    assert rows.loc[fonts, "change"].tolist() == ["up", "up", "up", "not significant", "down", "seeds disagree"]
+    assert rows.loc[fonts, "verdict"].tolist() == [
+        "survives", "survives", "survives", "not significant", "reversed", "seeds disagree"]
     assert rows.loc["half", "gain_retained"] == pytest.approx(0.5, abs=0.1)
     assert rows.loc["train", "gain_retained"] == pytest.approx(1.0)
     assert table["training_reward_axis"].all()
@@ -63,6 +66,42 @@ def test_the_table_pools_replicates_and_judges_each_font_against_the_training_fo
     flat = transfer.transfer_table(_scores({"train": 0.0, "other": 1.0}), "train", "standin", "standin",
                                    {"standin": ["standin"]}, n_boot=50)
     assert set(flat["verdict"]) == {"no gain to transfer"}
+    # a fall on the training font that holds elsewhere survives too, and the text says it fell
+    falling = transfer.transfer_table(_scores({"train": -1.0, "other": -0.8}), "train", "standin", "standin",
+                                      {"standin": ["standin"]}, n_boot=50)
+    assert falling["verdict"].tolist() == ["survives", "survives"]
+    text = " ".join(results.transfer_sentences(falling, "standin", "standin", "no second judge here"))
+    assert "a significant fall in every seed" in text and "survives on 1 of 1 unheard fonts" in text
+    assert "No output was scored by a second judge (no second judge here)." in text
+    alone = " ".join(results.transfer_sentences(falling[falling["heard_in_training"]], "standin", "standin"))
+    assert "no other SoundFont is installed" in alone
+    split = transfer.transfer_table(_scores({"train": (1.0, -0.2), "other": 1.0}), "train", "standin", "standin",
+                                    {"standin": ["standin"]}, n_boot=50)
+    text = " ".join(results.transfer_sentences(split, "standin", "standin"))
+    assert "not in every seed's direction: no consistent change to transfer" in text
+
+
+def test_the_collected_scores_are_reused_only_for_the_same_evaluations_fonts_and_judges(tiny_trained, monkeypatch):
+    cfg = tiny_trained["cfg"].replace(cross_score_limit=2)
+    scores = transfer.transfer_scores(cfg, ["smart"], StandInScorer(), progress=False)
+    assert set(scores["soundfont"]) == {"timgm6mb", *transfer.transfer_fonts(cfg)}
+    assert set(scores["system"]) == {"base", "tuned"} and len(scores) == 2 * cfg.eval_prompts * len(set(scores["soundfont"]))
+    loaded, cross = transfer.load_scores(cfg, StandInScorer())
+    pd.testing.assert_frame_equal(loaded, scores)
+    assert cross is None
+    calls = []
+    monkeypatch.setattr(transfer, "collect", lambda *a, **k: calls.append(a) or scores)
+    transfer.transfer_scores(cfg, ["smart"], StandInScorer(), progress=False)
+    assert calls == []  # the same key: reused
+
+    class AnotherJudge(StandInScorer):  # the same arithmetic under another name: a different key
+        name = "another"
+
+    transfer.transfer_scores(cfg, ["smart"], StandInScorer(), AnotherJudge(), progress=False)
+    assert len(calls) == 1  # a cross scorer now: collected again
+    assert transfer.load_scores(cfg, StandInScorer())[1]["backend"] == "another"
+    transfer.transfer_scores(cfg, ["smart"], StandInScorer(), None, progress=False)
+    assert len(calls) == 2  # and without it again: its rows are not kept
 
 
 @pytest.mark.slow
