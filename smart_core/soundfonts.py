@@ -49,6 +49,13 @@ def resolve_soundfont(name_or_path: str) -> str:
         "set the config key `soundfont`.")
 
 
+def soundfont_identity(name_or_path: str) -> dict:
+    """What a cache key records of a SoundFont: its file's name and size, not its path (pretty_midi's
+    copy of TimGM6mb lives in each checkout's virtual environment: the same font, another path)."""
+    path = Path(resolve_soundfont(name_or_path))
+    return {"file": path.name, "bytes": path.stat().st_size}
+
+
 def available_soundfonts() -> dict[str, str]:
     found = {}
     for name in SOUNDFONTS:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .config import Config
 from .render_pool import RenderPool, RenderSettings
 from .runs import RunDir, read_keyed, write_keyed
-from .soundfonts import SOUNDFONTS, available_soundfonts, resolve_soundfont
+from .soundfonts import SOUNDFONTS, available_soundfonts, resolve_soundfont, soundfont_identity
 from .stats import PAIRED_TEST, compare_paired
 
 ALPHA = 0.05
@@ -70,7 +70,7 @@ def _cache_path(cfg: Config, folder: Path, font: str, scorer_name: str) -> Path:
 def _rescore_key(cfg: Config, folder: Path, font: str, scorer, n: int) -> dict:
     info = json.loads((folder / "info.json").read_text())
     settings = RenderSettings.from_config(cfg, soundfont=font)
-    return {"evaluation": info["key"], "n": n, "soundfont": resolve_soundfont(font), "scorer": scorer.describe(),
+    return {"evaluation": info["key"], "n": n, "soundfont": soundfont_identity(font), "scorer": scorer.describe(),
             "render": [settings.sample_rate, settings.max_seconds, settings.max_beats, settings.backend]}
 
 
@@ -145,7 +145,8 @@ def scores_key(cfg: Config, sets: list[dict], scorer) -> dict:
 
     return {"sets": [{"run": s["run"], "seed": s["seed"], "base": digest(s["base"]), "tuned": digest(s["tuned"])}
                      for s in sets],
-            "fonts": transfer_fonts(cfg), "training_font": resolve_soundfont(cfg.soundfont),
+            "fonts": {name: soundfont_identity(path) for name, path in transfer_fonts(cfg).items()},
+            "training_font": soundfont_identity(cfg.soundfont),
             "scorer": scorer.describe(), "cross_score_limit": cfg.cross_score_limit}
 
 
