@@ -130,6 +130,9 @@ class Config:
     # other than the training one and scored again; cross_score_limit caps the outputs per evaluation
     # set scored by the other scorer (Audiobox costs about 1 s per clip on a CPU; 0: no cross-scoring)
     cross_score_limit: int = 96
+    # the reward transfer's fonts: comma-separated registry names or .sf2/.sf3 paths ("": every installed
+    # registry font other than the training one)
+    transfer_soundfonts: str = ""
     # The design choices against the collapse: each variant is the `long` run with these changes (the
     # variant's keys are its identity: setting one of them for the whole pipeline is refused, set
     # `ablations` instead); run folders ablation_<variant>
@@ -341,11 +344,13 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 # (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key;
 # the sizes of notebook 05's analyses and the ablation presets, which reach a run through its own keys).
 EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap", "best_of_n_max",
-                            "best_of_n_prompts", "cross_score_limit", "ablations", "ablation_steps"})
+                            "best_of_n_prompts", "cross_score_limit", "transfer_soundfonts", "ablations",
+                            "ablation_steps"})
 
 # Keys only notebook 05 and the ablation runs read (the paper's steps never see them, so setting one
 # re-runs only what it changes)
-BEYOND_KEYS = frozenset({"best_of_n_max", "best_of_n_prompts", "cross_score_limit", "ablations", "ablation_steps"})
+BEYOND_KEYS = frozenset({"best_of_n_max", "best_of_n_prompts", "cross_score_limit", "transfer_soundfonts", "ablations",
+                         "ablation_steps"})
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
@@ -442,8 +447,10 @@ _PROFILE_DIFFS: dict[str, dict[str, Any]] = {
         power_simulations=10, compare_soundfonts=False, replicates=2, best_of_n_max=4, cross_score_limit=4,
         runs={"smart": {"steps": 4, "beta": 0.04}, "long": {"steps": 6, "beta": 0.04},
               "long_beta0": {"steps": 6, "beta": 0.0}},
-        # two variants, shorter than long: the ablation machinery (baseline run included) in seconds
+        # two variants, shorter than long: the ablation machinery (baseline run included) in seconds; one
+        # unheard SoundFont (an .sf3 takes seconds to load in every render worker)
         ablation_steps=3, ablations={k: ABLATIONS[k] for k in ("paper", "gspo", "diversity_bonus")},
+        transfer_soundfonts="fluidr3_gm",
     ),
     # `make reproduce` on a 2-core CPU, offline: our own small base model, the stand-in reward unless
     # Audiobox's weights are cached

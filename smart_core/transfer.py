@@ -35,10 +35,16 @@ CHANGES = ("up", "down", "not significant", "seeds disagree")
 
 
 def transfer_fonts(cfg: Config) -> dict[str, str]:
-    """Every installed registry SoundFont other than the training one (name -> file; a name whose file
-    is the training font's file counts as the training font)."""
+    """The fonts the outputs are re-rendered with (name -> file): cfg.transfer_soundfonts (registry names
+    or paths; one that is not installed is one line saying what to install), else every installed
+    registry font; in both cases without the training one (a font whose file is the training font's)."""
     training = resolve_soundfont(cfg.soundfont)
-    return {name: path for name, path in available_soundfonts().items() if path != training}
+    if cfg.transfer_soundfonts.strip():
+        chosen = [f.strip() for f in cfg.transfer_soundfonts.split(",") if f.strip()]
+        fonts = {f if f in SOUNDFONTS else Path(f).stem: resolve_soundfont(f) for f in chosen}
+    else:
+        fonts = available_soundfonts()
+    return {name: path for name, path in fonts.items() if path != training}
 
 
 def training_font_name(cfg: Config) -> str:
@@ -124,8 +130,9 @@ def collect(cfg: Config, sets: list[dict], scorer, cross_scorer=None, progress: 
     training = training_font_name(cfg)
     folders = [s[system] for s in sets for system in ("base", "tuned")]
     by_source = {(training, scorer.name): {f: recorded_scores(f, list(scorer.axes)) for f in folders}}
-    for font in tqdm(transfer_fonts(cfg), desc="reward transfer: fonts", disable=not progress):
-        by_source[(font, scorer.name)] = rescore(cfg, folders, font, scorer, progress=progress)
+    for font, path in tqdm(transfer_fonts(cfg).items(), desc="reward transfer: fonts", disable=not progress):
+        source = font if font in SOUNDFONTS else path  # a font given by its path renders from that path
+        by_source[(font, scorer.name)] = rescore(cfg, folders, source, scorer, progress=progress)
     if cross_scorer is not None and cfg.cross_score_limit:
         by_source[(training, cross_scorer.name)] = rescore(cfg, folders, cfg.soundfont, cross_scorer,
                                                           limit=cfg.cross_score_limit, progress=progress)

@@ -16,9 +16,10 @@ SHRINK = dict(steps=2, prompts_per_step=1, group_size=2, max_completion_tokens=1
               eval_prompts=2, eval_batch=2, diversity_samples=2, unconditional_samples=2, soundfont_pieces=2,
               compare_soundfonts=False, listening_prompts=2, listening_max_attempts=1, power_simulations=5,
               max_seconds=4.0, render_workers=2,
-              # beyond the paper: best-of-1..2, one variant and its 1-step baseline, two cross-scored outputs
-              best_of_n_max=2, cross_score_limit=2, ablation_steps=1,
-              ablations={"paper": {}, "entropy": {"entropy_coef": 0.01}})
+              # beyond the paper: best-of-1..2, one variant (long is its baseline), one unheard font, two
+              # cross-scored outputs
+              best_of_n_max=2, cross_score_limit=2, transfer_soundfonts="fluidr3_mono",
+              ablations={"entropy": {"entropy_coef": 0.01}})
 
 
 @pytest.mark.slow
@@ -67,5 +68,6 @@ def test_paper_profile_runs_every_notebook_on_audiobox_from_the_hub_cache(offlin
     assert set(transfer[transfer["scorer_role"] == "training reward"]["axis"]) == {"CE", "CU", "PC", "PQ"}
     cross = transfer[transfer["scorer_role"] == "cross-scored"]
     assert set(cross["scorer"]) == {"standin"} and (cross["n_pairs"] == 2).all()
-    assert pd.read_csv(figures / "ablations.csv")["system"].tolist()[-2:] == ["paper", "entropy"]
+    assert set(transfer["soundfont"]) == {"fluidr3_gm", "fluidr3_mono"}
+    assert pd.read_csv(figures / "ablations.csv")["system"].tolist()[-2:] == ["long_beta0", "entropy"]
     assert "reward: audiobox" in (figures / "beyond_discussion.tex").read_text()

@@ -62,6 +62,7 @@ def test_tiny_pipeline_runs_every_notebook_and_writes_every_figure(tiny_cfg, tin
     assert set(ablation_rows["reaches_baseline_reward"][1:]) <= {"yes", "no"}
     transfer = pd.read_csv(figures / "reward_transfer.csv")
     assert set(transfer["run"]) == {"smart", "long", "long_beta0"}
+    assert set(transfer["soundfont"]) == {"timgm6mb", "fluidr3_gm"}  # the training font, and tiny's unheard one
     # a second run redoes nothing
     start = time.time()
     again = reproduce(tiny_cfg, figures_dir=str(figures), log_output=False, beyond=True)

@@ -146,3 +146,21 @@ def test_holm_is_applied_over_the_claims_not_over_every_feature():
     a = claims_table(few, "standin").set_index("measure")["p_adjusted"]
     b = claims_table(many, "standin").set_index("measure")["p_adjusted"]
     pd.testing.assert_series_equal(a, b)
+
+
+def test_holm_equals_statsmodels_and_keeps_the_input_order():
+    from statsmodels.stats.multitest import multipletests
+
+    from smart_core.stats import holm
+
+    rng = np.random.default_rng(3)
+    for p in [rng.uniform(0, 0.2, 7), np.array([0.04, 0.01, 0.04, 1.0, 0.0]), np.array([0.3])]:
+        np.testing.assert_array_equal(holm(p), multipletests(p, method="holm")[1])
+
+
+def test_the_vectorised_rank_biserial_equals_the_pairwise_one_ties_and_all_zero_rows_included():
+    from smart_core.stats import rank_biserial, rank_biserial_rows
+
+    rng = np.random.default_rng(4)
+    rows = np.vstack([rng.integers(-2, 3, (20, 15)).astype(float), np.zeros((1, 15)), rng.normal(size=(5, 15))])
+    np.testing.assert_array_equal(rank_biserial_rows(rows), [rank_biserial(r) for r in rows])

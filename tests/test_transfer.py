@@ -6,16 +6,21 @@ import pytest
 
 from smart_core import results, transfer
 from smart_core.reward import StandInScorer
-from smart_core.soundfonts import available_soundfonts, resolve_soundfont
+from smart_core.soundfonts import SoundFontNotFound, available_soundfonts, resolve_soundfont
 
 
 def test_the_transfer_fonts_are_every_installed_font_but_the_training_one(tiny_cfg):
-    fonts = transfer.transfer_fonts(tiny_cfg)
+    assert transfer.transfer_fonts(tiny_cfg) == {"fluidr3_gm": resolve_soundfont("fluidr3_gm")}  # tiny: one
+    fonts = transfer.transfer_fonts(tiny_cfg.replace(transfer_soundfonts=""))
     assert transfer.training_font_name(tiny_cfg) == "timgm6mb" and "timgm6mb" not in fonts
     assert set(fonts) == set(available_soundfonts()) - {"timgm6mb"}
     assert resolve_soundfont(tiny_cfg.soundfont) not in fonts.values()
     # the set-up installs every Debian SoundFont the table uses: a missing one would shrink the table silently
     assert set(fonts) >= {"fluidr3_gm", "fluidr3_mono", "musescore"}
+    chosen = transfer.transfer_fonts(tiny_cfg.replace(transfer_soundfonts=f"musescore, timgm6mb, {fonts['fluidr3_mono']}"))
+    assert chosen == {"musescore": fonts["musescore"], "FluidR3Mono_GM": fonts["fluidr3_mono"]}  # not the training one
+    with pytest.raises(SoundFontNotFound, match="nope"):
+        transfer.transfer_fonts(tiny_cfg.replace(transfer_soundfonts="nope"))
 
 
 def test_rescoring_with_the_training_font_gives_the_recorded_scores_and_is_cached(tiny_trained, monkeypatch):
