@@ -416,12 +416,22 @@ def interval_text(df: pd.DataFrame, metric: str) -> list[str]:
 
 
 def final_evaluations(cfg: Config, names) -> dict[str, pd.DataFrame]:
-    """run name -> its final evaluation table, for the runs that have a complete one."""
+    """run name -> its final evaluation table, for the runs that have a complete one made with the
+    config asked for now (a run folder holding another config, e.g. an ablation variant changed since,
+    is left out with a note: its numbers would be labelled with settings it did not have)."""
     out = {}
     for name in names:
-        folder = RunDir.for_run(cfg, name).eval_dir("final")
-        if (folder / "info.json").exists():
-            out[name] = pd.read_parquet(folder / "samples.parquet")
+        run = RunDir.for_run(cfg, name)
+        folder = run.eval_dir("final")
+        if not (folder / "info.json").exists():
+            continue
+        stored = run.path / "config.json"
+        differs = Config.load(stored).differences(cfg.for_run(name)) if stored.exists() else {}
+        if differs:
+            print(f"note: {name} left out: its folder holds another config ({', '.join(list(differs)[:4])}); "
+                  "retrain it under another name or delete the folder")
+            continue
+        out[name] = pd.read_parquet(folder / "samples.parquet")
     return out
 
 

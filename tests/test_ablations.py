@@ -82,3 +82,12 @@ def test_the_table_pairs_rewards_with_the_baseline_and_diversity_with_the_base(t
     text = " ".join(results.ablation_sentences(bare, one))
     assert text.startswith("No: the one variant does not reach") and "Not decided" in text
     assert "Not evaluated yet (make beyond): diversity_bonus." in text
+
+
+def test_a_run_trained_with_another_config_is_not_presented_as_this_variant(tiny_trained, capsys):
+    from smart_core.report import final_evaluations
+
+    cfg = tiny_trained["cfg"]
+    assert list(final_evaluations(cfg, ["smart"])) == ["smart"]
+    assert final_evaluations(cfg.replace(lr=0.5), ["smart"]) == {}  # smart asked for with another lr
+    assert "smart left out: its folder holds another config (lr)" in capsys.readouterr().out
