@@ -10,6 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -367,6 +369,62 @@ def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
     return fig
 
 
+# Where a point's label may go, in offset points from the point (tried in this order): beside it
+# first, then above and below, then further out with a leader line.
+_LABEL_OFFSETS = [(6, -3), (-6, -3), (4, 5), (4, -11), (-4, 5), (-4, -11), (0, 9), (0, -15),
+                  (14, 9), (14, -15), (-14, 9), (-14, -15), (0, 18), (0, -24), (22, 0), (-22, 0),
+                  (-20, 16), (20, 16), (-20, -22), (20, -22), (0, 28), (-30, 26), (30, 26), (-30, -32), (30, -32)]
+
+
+def _text_box(annotation, renderer):
+    """An annotation's text alone, without its leader line (which may cross its own point)."""
+    annotation.get_window_extent(renderer)  # places the text (Annotation.update_positions)
+    return Text.get_window_extent(annotation, renderer)
+
+
+def place_labels(ax, xs, ys, labels, fontsize: float = 7, obstacles=()) -> list:
+    """Annotate each point with its label where it overlaps no label placed before it and no point
+    (greedy over _LABEL_OFFSETS; where every offset collides, the one with the least overlap).
+    obstacles: further texts (e.g. the N= labels) to keep clear of. Returns the annotations."""
+    fig = ax.figure
+    fig.canvas.draw()  # the legend's "best" place and the axes' limits are settled only by a draw
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([xs, ys]))
+    dots = [Bbox.from_extents(x - 4, y - 4, x + 4, y + 4) for x, y in points]
+    taken = [t.get_window_extent(renderer) for t in obstacles]
+
+    def overlap(a, b, pad=1.5):  # padded: two labels that merely touch read as one
+        w = min(a.x1, b.x1) - max(a.x0, b.x0) + 2 * pad
+        h = min(a.y1, b.y1) - max(a.y0, b.y0) + 2 * pad
+        return max(w, 0) * max(h, 0)
+
+    placed = []
+    for i, (x, y, label) in enumerate(zip(xs, ys, labels)):
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            far = abs(dx) > 10 or abs(dy) > 16
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                               ha=ha, va="bottom" if dy > 0 else "top" if dy < -4 else "center",
+                               arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if far else None)
+            box = _text_box(text, renderer)
+            cost = sum(overlap(box, b) for b in taken) + sum(overlap(box, d) for j, d in enumerate(dots) if j != i)
+            inside = ax.get_window_extent(renderer)
+            cost += 0 if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0
+                          and box.y1 <= inside.y1) else 1e6  # a label outside the axes is a last resort
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, text, box)
+            else:
+                text.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+        placed.append(best[1])
+    return placed
+
+
 def bar_table(df: pd.DataFrame, x: str, ys: list[str], title: str):
     fig, ax = plt.subplots(figsize=(1.2 * len(df) + 3, 3))
     df.set_index(x)[ys].plot.bar(ax=ax)
@@ -490,12 +548,13 @@ def ablation_frontier(table: pd.DataFrame, best_of_n: pd.DataFrame | None = None
     """Mean reward against diversity for the base model, the paper's runs and every ablation
     variant (95% bootstrap intervals on both axes), with the best-of-N curve when given."""
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    n_labels = []
     if best_of_n is not None and len(best_of_n):
         bon = best_of_n[best_of_n["N"].notna()].sort_values("N")
         ax.plot(bon[metric], bon["mean_reward"], "--", color="0.6", lw=1, label="best-of-N (base model)")
         for _, r in bon.iterrows():
-            ax.annotate(f"N={int(r['N'])}", (r[metric], r["mean_reward"]), xytext=(3, 3), textcoords="offset points",
-                        fontsize=6, color="0.5")
+            n_labels.append(ax.annotate(f"N={int(r['N'])}", (r[metric], r["mean_reward"]), xytext=(3, 3),
+                                        textcoords="offset points", fontsize=6, color="0.5"))
     styles = {"base": ("o", "k"), "paper": ("s", None), "ablation": ("D", None)}
     for _, r in table.iterrows():
         kind = "base" if r["system"] == "base" else "ablation" if r["is_ablation"] else "paper"
@@ -506,11 +565,13 @@ def ablation_frontier(table: pd.DataFrame, best_of_n: pd.DataFrame | None = None
                            mfc="white" if kind == "ablation" else None, label=r["system"] if kind != "ablation" else None)
         for line in bars.lines[2]:
             line.set_alpha(0.45)  # the intervals stay readable where many overlap
-        ax.annotate(r["system"], (r[metric], r["mean_reward"]), xytext=(5, -3), textcoords="offset points", fontsize=7)
     ax.set(xlabel=f"diversity: {metric.replace('_', ' ')} (95% CI)", ylabel="mean reward (95% CI)",
            title="Quality-diversity frontier: the paper's runs (squares) and the ablations (open diamonds)")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=6, loc="best")
+    # labels last, once the limits are final: placed clear of each other, the points and the N= labels
+    place_labels(ax, table[metric].to_numpy(), table["mean_reward"].to_numpy(), list(table["system"]),
+                 obstacles=n_labels + [ax.get_legend()])
     return fig
 
 

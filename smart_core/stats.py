@@ -25,7 +25,7 @@ PAIRED_TEST = "Wilcoxon signed-rank on per-prompt differences, pairs pooled over
 UNPAIRED_TEST = "Mann-Whitney U; Holm"
 VERDICTS = ("agrees", "opposite", "inconclusive", "not testable here")
 # A measure is testable only if the base model's outputs vary in it: at least this share of them
-# must differ from the base's most common value (else there is nothing for tuning to move).
+# must differ from the base's most common value (else there is nothing for tuning to move; see judge).
 MIN_VARYING_SHARE = 0.10
 # Claims about counts are also judged per second of audio: a longer piece has more notes.
 PER_SECOND = {"n_notes": "notes_per_second"}
@@ -215,9 +215,11 @@ PAPER_CLAIMS = [
 def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
     """(verdict, reason) for one paired-statistics row against the paper's direction `sign`.
 
-    Not testable here: the measure takes (almost) one value in the base outputs AND in the tuned
-    outputs (the same value): nothing moved, and nothing could be seen moving. A base model that is
-    constant but a tuned one that is not is tested (the reason says the base was constant)."""
+    Not testable here: the measure takes (almost) one value in the base model's outputs (more than
+    1 - MIN_VARYING_SHARE of them), unless tuning demonstrably moved it (significant after Holm, in
+    every seed): a base model that does not vary a quantity cannot show the paper's shift in it, and a
+    null result from it says nothing about the claim. A constant base that tuning does move is tested
+    (agrees or opposite; the reason says the base was constant)."""
     n = row["n_pairs"]
     if not n:
         return "not testable here", "no pairs with a value in both base and tuned outputs"
@@ -231,12 +233,17 @@ def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
         note = f"; the base outputs hold one value ({row['base_mode']:g}) in {row['base_modal_share']:.0%}"
     ties = f", {row['tied_share']:.0%} of pairs tied" if row.get("tied_share", 0) > 0.25 else ""
     measured = np.sign(row["rank_biserial"])
-    if row["p_adjusted"] >= alpha:
-        return "inconclusive", f"Holm-adjusted p = {row['p_adjusted']:.2g} (not below {alpha}){ties}{note}"
     agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
-    if agreeing < seeds:
-        return "inconclusive", (f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction"
-                                f"{ties}{note}")
+    if row["p_adjusted"] >= alpha or agreeing < seeds:
+        why = (f"Holm-adjusted p = {row['p_adjusted']:.2g} (not below {alpha})" if row["p_adjusted"] >= alpha
+               else f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction")
+        if note:  # a constant base, and tuning did not move it: nothing here bears on the claim
+            return "not testable here", (f"the base outputs hold one value ({row['base_mode']:g}) in "
+                                         f"{row['base_modal_share']:.0%} of {n} pairs (the tuned outputs in "
+                                         f"{row.get('tuned_modal_share', float('nan')):.0%}) and tuning did not "
+                                         f"move it ({why}{ties}): a base model that does not vary the quantity "
+                                         "cannot show the paper's shift")
+        return "inconclusive", f"{why}{ties}"
     return ("agrees" if measured == sign else "opposite"), \
         f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds{ties}{note}"
 

@@ -275,3 +275,21 @@ def test_integer_bins_hold_whole_numbers_evenly():
     assert len(wide) - 1 <= 32 and np.allclose(np.diff(wide), np.diff(wide)[0]) and wide[0] == -0.5
     assert float(np.diff(wide)[0]).is_integer() and wide[-1] >= 1000.5
     assert list(plots.integer_bins([], 21, 23)) == [20.5, 21.5, 22.5, 23.5]
+
+
+def test_point_labels_are_placed_clear_of_each_other_and_of_the_points():
+    # the ablations' frontier: a cluster of near-identical points (the small run's two_updates, entropy, paper)
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    xs = np.array([0.431, 0.437, 0.441, 0.497, 0.504, 0.533, 0.541, 0.30])
+    ys = np.array([0.681, 0.683, 0.684, 0.685, 0.683, 0.635, 0.633, 0.733])
+    ax.scatter(xs, ys)
+    labels = plots.place_labels(ax, xs, ys, ["paper", "two_updates", "entropy", "smart", "diversity_bonus", "base",
+                                             "mask_truncated", "long_beta0"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [plots._text_box(t, renderer) for t in labels]  # the texts, without leader lines
+    assert [t.get_text() for t in labels][:3] == ["paper", "two_updates", "entropy"]
+    for i, a in enumerate(boxes):
+        assert all(not a.overlaps(b) for b in boxes[i + 1:]), labels[i].get_text()
+        x, y = ax.transData.transform((xs[i], ys[i]))
+        assert not a.contains(x, y)  # no label over its own point
+    plt.close(fig)

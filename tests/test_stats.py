@@ -136,6 +136,19 @@ def test_a_constant_base_that_tuning_moves_is_tested_not_hidden():
     assert row["verdict"] == "agrees" and "the base outputs hold one value (90) in 100%" in row["reason"]
 
 
+def test_a_constant_base_that_tuning_does_not_move_is_not_testable():
+    # the small profile's velocities: one value in the base outputs, a few tuned outputs off it, no shift
+    def jitter(t, s):
+        rng = np.random.default_rng(s)
+        off = rng.random(len(t)) < 0.15
+        return t.assign(velocity_mean=t["velocity_mean"] + np.where(off, rng.choice([-4.0, 4.0], len(t)), 0.0))
+    pairs = [(s, b, jitter(t, s)) for s, b, t in _pairs(shift=0.0)]
+    claims = claims_table(compare_paired(pairs, ["standin", "velocity_mean"], n_boot=100), "standin").set_index("measure")
+    row = claims.loc["velocity_mean"]
+    assert row["verdict"] == "not testable here"
+    assert "hold one value (90) in 100%" in row["reason"] and "did not move it" in row["reason"]
+
+
 def test_holm_is_applied_over_the_claims_not_over_every_feature():
     pairs = _pairs(shift=2.0)
     few = compare_paired(pairs, ["standin", "n_notes"], n_boot=50)
