@@ -382,14 +382,17 @@ def _text_box(annotation, renderer):
     return Text.get_window_extent(annotation, renderer)
 
 
-def place_labels(ax, xs, ys, labels, fontsize: float = 7, obstacles=()) -> list:
+def place_labels(ax, xs, ys, labels, fontsize: float = 7, obstacles=(), avoid=None) -> list:
     """Annotate each point with its label where it overlaps no label placed before it and no point
     (greedy over _LABEL_OFFSETS; where every offset collides, the one with the least overlap).
-    obstacles: further texts (e.g. the N= labels) to keep clear of. Returns the annotations."""
+    obstacles: further texts (e.g. the N= labels) to keep clear of; avoid: further points (data
+    coordinates, n x 2) that carry no label. Returns the annotations."""
     fig = ax.figure
     fig.canvas.draw()  # the legend's "best" place and the axes' limits are settled only by a draw
     renderer = fig.canvas.get_renderer()
     points = ax.transData.transform(np.column_stack([xs, ys]))
+    if avoid is not None and len(avoid):
+        points = np.vstack([points, ax.transData.transform(np.asarray(avoid, dtype=float))])
     dots = [Bbox.from_extents(x - 4, y - 4, x + 4, y + 4) for x, y in points]
     taken = [t.get_window_extent(renderer) for t in obstacles]
 
@@ -485,18 +488,21 @@ def best_of_n_plot(table: pd.DataFrame, reward_label: str, metrics=("mean_reward
     fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
     bon = table[table["N"].notna()].sort_values("N")
     tuned = table[table["N"].isna()]
-    markers = itertools.cycle("sD^vP*X")
+    # one marker and colour per tuned run, the same in every panel (the legend is drawn from the last),
+    # none of them the best-of-N curve's colour
+    others = sns.color_palette("deep").as_hex()[1:]  # the first is BASE_COLOR
+    looks = dict(zip(tuned["system"], zip(itertools.cycle("sD^vP*X"), itertools.cycle(others))))
     for ax, metric in zip(axs, metrics):
         ax.errorbar(bon["reward_evaluations"], bon[metric], yerr=_yerr(bon, metric), fmt="o-", color=BASE_COLOR,
                     capsize=3, ms=4, label="best-of-N from the base model")
-        for _, r in bon.iterrows():
-            ax.annotate(f"N={int(r['N'])}", (r["reward_evaluations"], r[metric]), xytext=(4, -10),
-                        textcoords="offset points", fontsize=6, color=BASE_COLOR)
-        for (_, r), marker in zip(tuned.iterrows(), markers):
-            err = _yerr(tuned.loc[[_]], metric)
-            ax.errorbar([r["reward_evaluations"]], [r[metric]], yerr=err, fmt=marker, capsize=3, ms=6,
-                        label=f"{r['system']} (training rollouts)")
+        for _, r in tuned.iterrows():
+            marker, color = looks[r["system"]]
+            ax.errorbar([r["reward_evaluations"]], [r[metric]], yerr=_yerr(tuned.loc[[_]], metric), fmt=marker,
+                        capsize=3, ms=6, color=color, label=f"{r['system']} (training rollouts)")
         ax.set_xscale("log", base=2)
+        place_labels(ax, bon["reward_evaluations"].to_numpy(), bon[metric].to_numpy(),
+                     [f"N={int(n)}" for n in bon["N"]], fontsize=6,
+                     avoid=np.column_stack([tuned["reward_evaluations"], tuned[metric]]))
         ax.set(xlabel="reward evaluations spent", title=reward_label if metric == "mean_reward" else metric.replace("_", " "))
     axs[0].set_ylabel("mean reward (95% CI)")
     axs[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -293,3 +293,26 @@ def test_point_labels_are_placed_clear_of_each_other_and_of_the_points():
         x, y = ax.transData.transform((xs[i], ys[i]))
         assert not a.contains(x, y)  # no label over its own point
     plt.close(fig)
+
+
+def test_best_of_n_draws_each_tuned_run_alike_in_every_panel_and_apart_from_the_curve():
+    rows = [{"system": f"best-of-{n}", "N": float(n), "reward_evaluations": 8 * n} for n in (1, 2, 4)]
+    rows += [{"system": name, "N": np.nan, "reward_evaluations": e} for name, e in (("smart", 40), ("long", 100))]
+    table = pd.DataFrame(rows)
+    rng = np.random.default_rng(0)
+    for metric in ("mean_reward", "pairwise_distance", "vendi"):
+        table[metric] = rng.uniform(0.4, 0.6, len(table))
+        table[f"{metric}_ci_low"], table[f"{metric}_ci_high"] = table[metric] - 0.02, table[metric] + 0.02
+    fig = plots.best_of_n_plot(table, "standin")
+    looks = {}
+    for ax in fig.axes:
+        for line in ax.lines:  # the data lines (an error bar's caps are lines with marker "_")
+            if line.get_marker() in tuple("osD^vP*X"):
+                looks.setdefault(ax, []).append((line.get_marker(), line.get_color()))
+    panels = list(looks.values())
+    assert len(panels) == 3 and all(p == panels[0] for p in panels)  # the same markers and colours in each panel
+    curve_color = plots.BASE_COLOR.lower()
+    tuned = [look for look in panels[0] if look[0] != "o"]
+    assert len({m for m, _ in tuned}) == 2 and all(str(c).lower() != curve_color for _, c in tuned)
+    assert sum(t.get_text().startswith("N=") for t in fig.axes[0].texts) == 3
+    plt.close(fig)
