@@ -55,10 +55,11 @@ def latex_escape(text: str) -> str:
 
 def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, backend: str, float_format="%.3g",
                seeds: str = "", latex_columns: list[str] | dict[str, str] | None = None,
-               latex_rows=None) -> list[Path]:
+               latex_rows=None, caption: str = "") -> list[Path]:
     """CSV + LaTeX. The CSV keeps every column and row; the LaTeX shows only `latex_columns` when given
     (a list of columns, or a {column: header} dict that also renames them) and only `latex_rows` (a
-    boolean mask over the rows) when given. The tabular is drawn at its natural
+    boolean mask over the rows) when given; `caption` (what the table's test and correction are,
+    written from the data) goes under it, above the stamp. Empty cells stay empty (no "NaN"). The tabular is drawn at its natural
     size, or scaled down to the line width when it is wider than the line (graphicx's \\resizebox), so
     a table never runs off the page. The LaTeX ends with the stamp as a visible caption line, so a table
     in the PDF says which profile, backend, seeds and commit made it."""
@@ -76,7 +77,7 @@ def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, b
         shown = shown[list(latex_columns)]
         if isinstance(latex_columns, dict):
             shown = shown.rename(columns=latex_columns)
-    body = shown.to_latex(index=False, float_format=float_format, escape=True).strip()
+    body = shown.to_latex(index=False, float_format=float_format, escape=True, na_rep="").strip()
     box = r"\smarttablebox"
     tex.write_text(f"% {stamp}\n"
                    f"% the tabular, scaled down to the line width when wider (needs graphicx)\n"
@@ -85,7 +86,8 @@ def save_table(df: pd.DataFrame, name: str, out_dir: str | Path, profile: str, b
                    f"{body}%\n"
                    rf"}}\ifdim\wd{box}>\linewidth\resizebox{{\linewidth}}{{!}}{{\usebox{{{box}}}}}"
                    rf"\else\usebox{{{box}}}\fi\endgroup" "\n"
-                   f"\\par{{\\footnotesize\\textit{{{latex_escape(stamp)}}}}}\n")
+                   + (f"\\par{{\\footnotesize {latex_escape(caption)}}}\n" if caption else "")
+                   + f"\\par{{\\footnotesize\\textit{{{latex_escape(stamp)}}}}}\n")
     return [csv, tex]
 
 

@@ -197,6 +197,11 @@ def paired_evaluations(cfg: Config) -> tuple[list[tuple[int, pd.DataFrame, pd.Da
     return pairs, names
 
 
+
+def _tests_named(table: pd.DataFrame) -> str:
+    """The test(s) a statistics table used, from its `test` column, for the table's caption."""
+    return " / ".join(dict.fromkeys(table["test"].astype(str))) if "test" in table else "test not recorded"
+
 def features(cfg: Config, figures_dir=None) -> dict:
     """Figures 3 and 4 (base vs tuned, pooled over seeds), paired statistics for every axis and
     feature, the claims table with computed verdicts, the training summary, and the generated
@@ -224,12 +229,19 @@ def features(cfg: Config, figures_dir=None) -> dict:
     plots.save_table(stats, "feature_statistics", out, cfg.profile, backend, seeds=seeds, latex_columns={
         "measure": "measure", "n_pairs": "pairs", "median_base": "base", "median_tuned": "tuned",
         "median_difference": "median diff.", "rank_biserial": "effect", "effect_ci_low": "CI low",
-        "effect_ci_high": "CI high", "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds"})
+        "effect_ci_high": "CI high", "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds"},
+        caption=f"{_tests_named(stats)}; p adjusted over the table's {len(stats)} measures; effect: matched-pairs "
+                "rank-biserial correlation, 95% bootstrap CI (pairs resampled within seeds).")
     claims = claims_table(stats, record["primary_axis"],
                           [a for a in record["paper_axes"] if a != record["primary_axis"]])
     plots.save_table(claims, "claims", out, cfg.profile, backend, seeds=seeds, latex_columns={
         "claim": "claim", "median_base": "base", "median_tuned": "tuned", "effect": "effect", "effect_ci": "95% CI",
-        "seeds_in_direction": "seeds", "verdict": "verdict", "per_second_verdict": "per second"})
+        "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds", "verdict": "verdict",
+        "per_second_verdict": "per second"},
+        caption="" if claims.empty else
+        (f"{_tests_named(claims)}; p adjusted over the claims' own {int(claims['holm_family'].iloc[0])} tests "
+         "(each claim's measure and its per-second rate), a smaller family than the feature table's, so the same "
+         "measure's p can be smaller here. Why each verdict: claims.csv."))
     missing = [name for name in cfg.replicate_runs() if name not in names]
     replicates = (f"Replicates: {len(names)} of {cfg.replicates} seeds evaluated ({seeds})"
                   + (f"; missing {', '.join(missing)} (not trained or not evaluated yet)." if missing else "."))

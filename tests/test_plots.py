@@ -84,6 +84,17 @@ def test_a_table_carries_the_stamp_in_its_tex(tmp_path, monkeypatch):
     assert r"standin\_sustain" in tex.read_text()
 
 
+def test_a_table_prints_empty_cells_empty_and_its_caption_above_the_stamp(tmp_path):
+    table = pd.DataFrame({"quantity": ["mean rating", "variance"], "value": [5.4, 0.8], "p": [0.01, np.nan]})
+    csv, tex = plots.save_table(table, "t", tmp_path, "tiny", "standin", caption="Wilcoxon signed-rank; Holm over 2")
+    text = tex.read_text()
+    assert "NaN" not in text and "nan" not in text and "variance & 0.8 &  \\\\" in text
+    lines = text.splitlines()
+    caption = next(i for i, line in enumerate(lines) if "Wilcoxon signed-rank; Holm over 2" in line)
+    assert "profile: tiny" in lines[caption + 1] and not lines[caption].startswith("%")
+    assert pd.read_csv(csv)["p"].isna().iloc[1]  # the CSV keeps the missing value as missing
+
+
 def test_the_frontier_draws_any_number_of_runs():
     """One line per run, however many runs a profile's sweeps hold (ad-hoc --run names included)."""
     sweeps = pd.DataFrame([{"run": f"run{i}", "step": step, "vendi": 1.0 + i + step, "reward_mean": 0.4 + 0.01 * step}
