@@ -7,7 +7,8 @@ so the same prompts and sampling streams; every evaluation answers the same eval
 the base model and the baseline, so each comparison is paired by prompt:
 
     reward    the paired mean difference to the baseline (the unchanged GRPO at the variants' steps:
-              `long` itself by default), with a 95% bootstrap CI over prompts;
+              `long` itself by default), with a 95% bootstrap CI over prompts; when the variants run
+              fewer steps than `long`, also the paired difference to `long` itself;
     diversity the paired differences to the base model in pairwise profile distance and Vendi score,
               with 95% bootstrap CIs (the same resampled prompts for both sets).
 
@@ -29,6 +30,7 @@ from .runs import RunDir
 from .stats import mean_with_interval
 
 PAPER_RUNS = ("smart", "long", "long_beta0")
+LONG_RUN = "long"  # the run the variants change; with fewer ablation_steps, also compared with it
 
 
 def changes_text(cfg: Config, run_name: str) -> str:
@@ -71,6 +73,9 @@ def ablation_table(cfg: Config, base: pd.DataFrame, evaluations: dict[str, pd.Da
                **output_set_summary(table, n_boot, seed)}
         diff, low, high = _paired_reward_difference(evaluations[baseline], table, n_boot, seed)
         row.update(reward_vs_baseline=diff, reward_vs_baseline_ci_low=low, reward_vs_baseline_ci_high=high)
+        if baseline != LONG_RUN and LONG_RUN in evaluations:  # shorter variants: the issue's question is long's reward
+            diff, low, high = _paired_reward_difference(evaluations[LONG_RUN], table, n_boot, seed)
+            row.update(reward_vs_long=diff, reward_vs_long_ci_low=low, reward_vs_long_ci_high=high)
         midis = [Path(p).read_bytes() for p in table["midi_path"]]
         for key, value in paired_difference(base_midis, midis, n_boot, seed).items():
             row[key.replace("_difference", "_vs_base")] = value
@@ -85,6 +90,8 @@ def ablation_table(cfg: Config, base: pd.DataFrame, evaluations: dict[str, pd.Da
         return np.where(~is_run, "", np.where(~known, "n/a", np.where(holds, "yes", "no")))
 
     out["reaches_baseline_reward"] = yes_no(out["reward_vs_baseline_ci_high"])
+    if "reward_vs_long_ci_high" in out:
+        out["reaches_long_reward"] = yes_no(out["reward_vs_long_ci_high"])
     out["keeps_base_diversity"] = yes_no(out["pairwise_distance_vs_base_ci_high"], out["vendi_vs_base_ci_high"])
     out["is_ablation"] = out["run"].str.startswith(ABLATION_PREFIX)
     out["baseline"] = baseline

@@ -207,8 +207,8 @@ def features(cfg: Config, figures_dir=None) -> dict:
     feature, the claims table with computed verdicts, the training summary, and the generated
     discussion of the claims (Markdown for the README, LaTeX for paper/)."""
     from .features import FEATURES, PER_SECOND_FEATURES, pooled_note_values
-    from .results import write_discussion
-    from .stats import claims_table, compare_paired
+    from .results import join_words, write_discussion
+    from .stats import PER_SECOND, budget_note, claims_table, compare_paired
 
     out, backend = out_dir(cfg, figures_dir), backend_of(cfg)
     pairs, names = paired_evaluations(cfg)
@@ -232,8 +232,11 @@ def features(cfg: Config, figures_dir=None) -> dict:
         "effect_ci_high": "CI high", "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds"},
         caption=f"{_tests_named(stats)}; p adjusted over the table's {len(stats)} measures; effect: matched-pairs "
                 "rank-biserial correlation, 95% bootstrap CI (pairs resampled within seeds).")
+    budget = budget_note(float(base["truncated"].mean()), float(tuned["truncated"].mean()),
+                         cfg.max_completion_tokens, Config.from_profile("paper").max_completion_tokens) \
+        if "truncated" in base and "truncated" in tuned else ""
     claims = claims_table(stats, record["primary_axis"],
-                          [a for a in record["paper_axes"] if a != record["primary_axis"]])
+                          [a for a in record["paper_axes"] if a != record["primary_axis"]], budget=budget)
     plots.save_table(claims, "claims", out, cfg.profile, backend, seeds=seeds, latex_columns={
         "claim": "claim", "median_base": "base", "median_tuned": "tuned", "effect": "effect", "effect_ci": "95% CI",
         "p_adjusted": "p (Holm)", "seeds_in_direction": "seeds", "verdict": "verdict",
@@ -247,7 +250,10 @@ def features(cfg: Config, figures_dir=None) -> dict:
                   + (f"; missing {', '.join(missing)} (not trained or not evaluated yet)." if missing else "."))
     if missing:
         print(f"note: {replicates}")
-    write_discussion(claims, out, plots.stamp_text(cfg.profile, backend, seeds), [replicates])
+    counts = [] if claims.empty else list(claims.loc[claims["measure"].isin(list(PER_SECOND)), "claim"])
+    quoted = [f'"{c}"' for c in counts]
+    budget_sentence = [f"On {join_words(quoted)}: {budget}."] if budget and counts else []
+    write_discussion(claims, out, plots.stamp_text(cfg.profile, backend, seeds), budget_sentence + [replicates])
     summary = training_summary(cfg)
     if not summary.empty:
         plots.save_table(summary, "training_summary", out, cfg.profile, backend,
@@ -505,14 +511,17 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
         base = pd.read_parquet(base_eval_folder(cfg, baseline) / "samples.parquet")
         compared = {name: evaluations[name] for name in list(RUN_ORDER) + cfg.ablation_runs() if name in evaluations}
         table = ablations.ablation_table(cfg, base, compared)
-        for metric in ("mean_reward", "reward_vs_baseline", "pairwise_distance_vs_base", "vendi_vs_base"):
+        against_long = "reward_vs_long" in table
+        for metric in ("mean_reward", "reward_vs_baseline", "pairwise_distance_vs_base", "vendi_vs_base") \
+                + (("reward_vs_long",) if against_long else ()):
             table[f"{metric}_ci"] = interval_text(table, metric)
         plots.save_table(table, "ablations", out, cfg.profile, backend, seeds=seeds, latex_columns={
             "system": "system", "mean_reward": "reward", "mean_reward_ci": "95% CI",
             "reward_vs_baseline": f"vs {baseline}", "reward_vs_baseline_ci": "95% CI",
             "pairwise_distance_vs_base": "dist. vs base", "pairwise_distance_vs_base_ci": "95% CI",
             "vendi_vs_base": "Vendi vs base", "vendi_vs_base_ci": "95% CI",
-            "reaches_baseline_reward": "reaches", "keeps_base_diversity": "keeps"})
+            "reaches_baseline_reward": "reaches", "keeps_base_diversity": "keeps",
+            **({"reaches_long_reward": "reaches long"} if against_long else {})})
         plots.save_figure(plots.ablation_frontier(table, result.get("best_of_n")), "ablations_frontier", out,
                           cfg.profile, backend, seeds)
         logs = {name: RunDir.for_run(cfg, name).steps() for name in [baseline] + variants}

@@ -19,7 +19,7 @@ from .stats import VERDICTS
 MARKERS = ("<!-- generated:results:{profile} -->", "<!-- /generated:results:{profile} -->")
 
 
-def _join(items: list[str]) -> str:
+def join_words(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
@@ -37,10 +37,10 @@ def discussion_sentences(claims: pd.DataFrame) -> list[str]:
         if len(rows):
             one = len(rows) == 1
             text = wording[verdict].format(s="s" if one else "", es="es" if one else "", are="is" if one else "are")
-            parts.append(f"{len(rows)} {text} ({_join(list(rows['claim']))})")
+            parts.append(f"{len(rows)} {text} ({join_words(list(rows['claim']))})")
     pairs = sorted(set(claims["n_pairs"].astype(int)))
     pairs = f"{pairs[0]} pairs" if len(pairs) == 1 else f"{pairs[0]}-{pairs[-1]} pairs"
-    out = [f"Of the paper's {n} claims checked ({test}; {pairs}), {_join(parts)}."]
+    out = [f"Of the paper's {n} claims checked ({test}; {pairs}), {join_words(parts)}."]
     for _, row in counts["not testable here"].iterrows():
         out.append(f"Not testable here: \"{row['claim']}\", because {row['reason']}.")
     for _, row in claims[(claims["per_second_verdict"].fillna("") != "") &
@@ -155,15 +155,15 @@ def ablation_sentences(table: pd.DataFrame, answer: dict, seed_spread: dict | No
                 "diversity, pairwise profile distance and Vendi both not significantly below the base model's (95% "
                 "bootstrap intervals over prompts).")
     if answer["both"]:
-        out = [f"Yes: {_join(answer['both'])} reach{'es' if len(answer['both']) == 1 else ''} the reward of "
+        out = [f"Yes: {join_words(answer['both'])} reach{'es' if len(answer['both']) == 1 else ''} the reward of "
                f"{described} while keeping the base model's diversity.", criteria]
     else:
         out = [f"No: {'the one variant does not reach' if n == 1 else f'none of the {n} variants reaches'} the reward "
                f"of {described} while keeping the base model's diversity.", criteria]
-    out.append(f"{len(answer['reaching'])} of {n} reach the reward" + (f" ({_join(answer['reaching'])})" if answer["reaching"]
+    out.append(f"{len(answer['reaching'])} of {n} reach the reward" + (f" ({join_words(answer['reaching'])})" if answer["reaching"]
                                                                           else "")
                + f"; {len(answer['keeping'])} of {n} keep the diversity"
-               + (f" ({_join(answer['keeping'])})" if answer["keeping"] else "") + ".")
+               + (f" ({join_words(answer['keeping'])})" if answer["keeping"] else "") + ".")
     keeping = [k for k in answer["keeping"] if pd.notna(rows.loc[k].get("kl_last5", np.nan))]
     if keeping and pd.notna(base_row.get("kl_last5", np.nan)):
         out.append("KL to the reference over the last 5 training steps: " + ", ".join(
@@ -175,9 +175,9 @@ def ablation_sentences(table: pd.DataFrame, answer: dict, seed_spread: dict | No
                    f"between {seed_spread['low']:.3g} and {seed_spread['high']:.3g}, a spread of "
                    f"{seed_spread['high'] - seed_spread['low']:.3g}.")
     if answer["undecided"]:
-        out.append(f"Not decided (no bootstrap intervals: diversity_bootstrap = 0): {_join(answer['undecided'])}.")
+        out.append(f"Not decided (no bootstrap intervals: diversity_bootstrap = 0): {join_words(answer['undecided'])}.")
     if answer["missing"]:
-        out.append(f"Not evaluated yet (make beyond): {_join(answer['missing'])}.")
+        out.append(f"Not evaluated yet (make beyond): {join_words(answer['missing'])}.")
     share = base_row.get("truncated_share", np.nan)
     length_variants = table["changes"].str.contains("mask_truncated_completions|loss_type=dr_grpo", regex=True).any()
     if pd.notna(share) and length_variants:
@@ -185,6 +185,23 @@ def ablation_sentences(table: pd.DataFrame, answer: dict, seed_spread: dict | No
                    "completion carries no loss under mask_truncated_completions, "
                    "and dr_grpo's constant normaliser equals grpo's per-completion mean when every completion has the "
                    "full length.")
+    variants = table[table["is_ablation"] & (table["run"] != table["baseline"])]
+    if "reaches_long_reward" in table and "long" in rows.index and len(variants):
+        long_row = rows.loc["long"]
+        reach = list(variants.loc[variants["reaches_long_reward"] == "yes", "system"])
+        both = [v for v in reach if rows.loc[v, "keeps_base_diversity"] == "yes"]
+        out.append(f"Against long itself ({int(long_row['steps'])} steps, reward {long_row['mean_reward']:.3g}"
+                   f"{_ci(long_row, 'mean_reward')}), the {int(base_row['steps'])}-step variants: "
+                   + (f"{join_words(reach)} not significantly below it" if reach else "every one significantly below it")
+                   + (f", and {join_words(both)} also keep{'s' if len(both) == 1 else ''} the diversity." if both
+                      else "; none reaches it while keeping the diversity."))
+    if "dr_grpo" in rows.index and pd.notna(rows.loc["dr_grpo"].get("truncated_share", np.nan)) \
+            and rows.loc["dr_grpo", "truncated_share"] >= 0.99:
+        r = rows.loc["dr_grpo"]
+        out.append(f"dr_grpo's loss equals grpo's on every completion that reached the budget ({r['truncated_share']:.1%} "
+                   f"of its training completions), so its reward difference to {baseline}, {r['reward_vs_baseline']:.3g}"
+                   f"{_ci(r, 'reward_vs_baseline')}, is about how far the training path alone moves a run: "
+                   "differences of that size between variants are not effects of their settings.")
     said = set()
     for name, why in ((answer["best_keeping"], "the best-rewarded variant that keeps the diversity"),
                       (answer["most_diverse_reaching"], "the most diverse variant that reaches the reward")):
@@ -251,7 +268,8 @@ BEST_OF_N_COLUMNS = ["system", "reward_evaluations", "evaluations_at_inference",
 TRANSFER_COLUMNS = ["run", "soundfont", "scorer", "axis", "n_pairs", "median_difference", "gain_retained",
                     "p_adjusted", "seeds_in_direction", "verdict"]
 ABLATION_COLUMNS = ["system", "changes", "mean_reward", "reward_vs_baseline", "pairwise_distance_vs_base",
-                    "vendi_vs_base", "reaches_baseline_reward", "keeps_base_diversity"]
+                    "vendi_vs_base", "reaches_baseline_reward", "keeps_base_diversity", "reward_vs_long",
+                    "reaches_long_reward"]
 SUMMARY_COLUMNS = ["run", "seed", "steps", "beta", "reward_first5", "reward_last5", "kl_last5", "eval_reward_base",
                    "eval_reward_tuned"]
 

@@ -251,15 +251,26 @@ def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
         f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds{ties}{note}"
 
 
+def budget_note(truncated_base: float, truncated_tuned: float, max_tokens: int, paper_tokens: int) -> str:
+    """What a count claim compares when most completions hit the token budget (from the shares of
+    base and tuned completions that reached it without EOS); "" when fewer than half of either did."""
+    if min(truncated_base, truncated_tuned) < 0.5:
+        return ""
+    return (f"{truncated_base:.0%} of base and {truncated_tuned:.0%} of tuned completions reached the "
+            f"{max_tokens}-token budget: the count says how many notes the model packs into a fixed budget of "
+            f"tokens (the paper's completions had a {paper_tokens}-token cap too), not how long it plays")
+
+
 def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | tuple[str, ...] = (),
-                 alpha: float = 0.05) -> pd.DataFrame:
+                 alpha: float = 0.05, budget: str = "") -> pd.DataFrame:
     """Each direction the paper states, the direction measured here (paired statistics from
     `compare_paired`), its effect size with CI, and a verdict from VERDICTS with its reason, all
     derived from the data. Counts are judged per second of audio too (PER_SECOND); where the two
     verdicts differ, the reason says so.
 
     other_axes: the scorer's axes the paper also reports but did not optimise (Audiobox: CU, PC,
-    PQ; the paper: they rise too). A stand-in has none: its parts are not the paper's quantities."""
+    PQ; the paper: they rise too). A stand-in has none: its parts are not the paper's quantities.
+    budget: `budget_note(...)`, added to the reason of every count claim (those judged per second)."""
     claims = PAPER_CLAIMS[:1] + [(axis, axis, +1, f"{axis} rises too (not optimised)") for axis in other_axes] \
         + PAPER_CLAIMS[1:]
     # Holm over the claims' own tests (each claim's measure and its per-second rate), not over every
@@ -282,6 +293,8 @@ def claims_table(stats: pd.DataFrame, reward_axis: str, other_axes: list[str] | 
             per_second_verdict, ps_reason = judge(by_measure.loc[per_second], sign, alpha)
             if per_second_verdict != verdict:
                 reason += f"; per second of audio: {per_second_verdict} ({ps_reason})"
+            if budget:
+                reason += f"; {budget}"
         measured = np.sign(r.get("rank_biserial", np.nan)) if np.isfinite(r.get("rank_biserial", np.nan)) else 0
         rows.append({"claim": text, "measure": measure, "test": r["test"], "n_pairs": int(r["n_pairs"]),
                      "paper_direction": "up" if sign > 0 else "down",

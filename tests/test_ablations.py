@@ -1,11 +1,16 @@
 """The ablations: config resolution, the paired table and the question's answer."""
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from smart_core import ablations, results
 from smart_core.config import Config
 from smart_core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_users_steps_reach_the_ablations_unless_ablation_steps_is_set_too():
@@ -91,3 +96,32 @@ def test_a_run_trained_with_another_config_is_not_presented_as_this_variant(tiny
     assert list(final_evaluations(cfg, ["smart"])) == ["smart"]
     assert final_evaluations(cfg.replace(lr=0.5), ["smart"]) == {}  # smart asked for with another lr
     assert "smart left out: its folder holds another config (lr)" in capsys.readouterr().out
+
+
+def test_shorter_variants_are_also_compared_with_the_long_run_itself(tiny_trained):
+    cfg = tiny_trained["cfg"].replace(diversity_bootstrap=100)  # ablation_steps set: ablation_paper is the baseline
+    assert cfg.ablation_baseline() == "ablation_paper"
+    base, tuned = tiny_trained["base_eval"], tiny_trained["tuned_eval"]
+    table = ablations.ablation_table(cfg, base, {"long": tuned.assign(reward=tuned["reward"] + 0.1),
+                                                 "ablation_paper": tuned, "ablation_gspo": tuned,
+                                                 "ablation_diversity_bonus": tuned.assign(reward=tuned["reward"] + 0.1)})
+    rows = table.set_index("system")
+    assert rows.loc["gspo", "reward_vs_long"] == pytest.approx(-0.1) and rows.loc["gspo", "reaches_long_reward"] == "no"
+    assert rows.loc["diversity_bonus", "reward_vs_long"] == pytest.approx(0.0)
+    assert rows.loc["diversity_bonus", "reaches_long_reward"] == "yes" and rows.loc["base", "reaches_long_reward"] == ""
+    text = " ".join(results.ablation_sentences(table, ablations.answer(table)))
+    assert "Against long itself" in text and "diversity_bonus not significantly below it" in text
+    # without `long` in the table there is nothing to compare with: no column, no sentence
+    alone = ablations.ablation_table(cfg, base, {"ablation_paper": tuned, "ablation_gspo": tuned})
+    assert "reward_vs_long" not in alone
+    assert "Against long" not in " ".join(results.ablation_sentences(alone, ablations.answer(alone)))
+
+
+def test_dr_grpo_at_the_full_budget_is_read_as_the_training_paths_own_variation():
+    table = pd.read_csv(ROOT / "figures" / "small" / "ablations.csv", keep_default_na=False, na_values=[""])
+    table["is_ablation"] = table["is_ablation"].astype(str) == "True"
+    text = " ".join(results.ablation_sentences(table, ablations.answer(table)))
+    share = table.set_index("system").loc["dr_grpo", "truncated_share"]
+    assert share >= 0.99 and f"dr_grpo's loss equals grpo's on every completion that reached the budget ({share:.1%}" in text
+    shorter = table.assign(truncated_share=np.where(table["system"] == "dr_grpo", 0.5, table["truncated_share"]))
+    assert "dr_grpo's loss equals" not in " ".join(results.ablation_sentences(shorter, ablations.answer(shorter)))

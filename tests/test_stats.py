@@ -177,3 +177,17 @@ def test_the_vectorised_rank_biserial_equals_the_pairwise_one_ties_and_all_zero_
     rng = np.random.default_rng(4)
     rows = np.vstack([rng.integers(-2, 3, (20, 15)).astype(float), np.zeros((1, 15)), rng.normal(size=(5, 15))])
     np.testing.assert_array_equal(rank_biserial_rows(rows), [rank_biserial(r) for r in rows])
+
+
+def test_a_count_claim_says_when_the_token_budget_bounds_it():
+    from smart_core.stats import budget_note
+
+    assert budget_note(0.4, 1.0, 256, 256) == ""  # most base completions ended with EOS: no bound to report
+    note = budget_note(0.99, 1.0, 256, 256)
+    assert "99% of base and 100% of tuned completions reached the 256-token budget" in note
+    pairs = [(s, b.assign(notes_per_second=b["n_notes"] / 5.0), t.assign(notes_per_second=t["n_notes"] / 5.0))
+             for s, b, t in _pairs(shift=2.0)]
+    claims = claims_table(compare_paired(pairs, ["standin", "n_notes", "notes_per_second", "pitch_range"], n_boot=50),
+                          "standin", budget=note).set_index("measure")
+    assert claims.loc["n_notes", "reason"].endswith(note)
+    assert note not in claims.loc["standin", "reason"] and note not in claims.loc["pitch_range", "reason"]
