@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
@@ -351,9 +352,13 @@ def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
     norm = Normalize(0, sweeps["step"].max())
     markers = dict(zip(sorted(sweeps["run"].unique()), itertools.cycle("osD^v")))  # any number of runs
     with_interval = _has_interval(sweeps, metric)
+    handles = []
     for run, df in sweeps.groupby("run"):
         df = df.sort_values("step")
-        (line,) = ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6, label=run)
+        (line,) = ax.plot(df[metric], df["reward_mean"], "-", lw=1, alpha=0.6)
+        # the legend shows each run as it is drawn: its line's colour and its points' marker
+        handles.append(Line2D([], [], color=line.get_color(), lw=1, marker=markers[run], mfc="white", mec="k",
+                              mew=0.5, label=run))
         if with_interval:
             xerr = np.nan_to_num(np.clip([df[metric] - df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] - df[metric]],
                                          0, None))
@@ -367,7 +372,7 @@ def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
     fig.colorbar(sc, ax=ax, label="step")
     xlabel = f"diversity ({metric})" + (" ± 95% bootstrap interval" if with_interval else "")
     ax.set(xlabel=xlabel, ylabel="mean reward", title="Quality-diversity along training")
-    ax.legend(fontsize=7, title="run (line)")
+    ax.legend(handles=handles, fontsize=7, title="run")
     return fig
 
 

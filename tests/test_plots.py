@@ -102,8 +102,13 @@ def test_the_frontier_draws_any_number_of_runs():
     fig = plots.quality_diversity_frontier(sweeps)
     try:
         ax = fig.axes[0]
-        assert [line.get_label() for line in ax.get_lines()] == [f"run{i}" for i in range(7)]
-        assert len(ax.collections) == 7
+        assert len(ax.get_lines()) == 7 and len(ax.collections) == 7
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [f"run{i}" for i in range(7)]
+        # each run's legend entry carries its line's colour and its points' marker
+        for handle, line, points in zip(legend.legend_handles, ax.get_lines(), ax.collections):
+            assert handle.get_color() == line.get_color()
+        assert len({h.get_marker() for h in legend.legend_handles}) == 5  # the markers cycle over 5 shapes
     finally:
         plt.close(fig)
 
@@ -115,7 +120,7 @@ def test_the_frontier_draws_interval_error_bars_when_the_sweep_has_them():
     fig = plots.quality_diversity_frontier(sweeps)
     try:
         ax = fig.axes[0]
-        assert [line.get_label() for line in ax.get_lines()] == ["run0", "run1"]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run0", "run1"]
         bars = [c for c in ax.collections if c.get_gid() == "bootstrap_interval"]
         assert len(bars) == 2
         segments = bars[0].get_segments()
