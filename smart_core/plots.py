@@ -402,6 +402,7 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 7, obstacles=(), avoid=No
         points = np.vstack([points, ax.transData.transform(np.asarray(avoid, dtype=float))])
     dots = [Bbox.from_extents(x - 4, y - 4, x + 4, y + 4) for x, y in points]
     taken = [t.get_window_extent(renderer) for t in obstacles]
+    inside = ax.get_window_extent(renderer)
 
     def overlap(a, b, pad=1.5):  # padded: two labels that merely touch read as one
         w = min(a.x1, b.x1) - max(a.x0, b.x0) + 2 * pad
@@ -419,7 +420,6 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 7, obstacles=(), avoid=No
                                arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if far else None)
             box = _text_box(text, renderer)
             cost = sum(overlap(box, b) for b in taken) + sum(overlap(box, d) for j, d in enumerate(dots) if j != i)
-            inside = ax.get_window_extent(renderer)
             cost += 0 if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0
                           and box.y1 <= inside.y1) else 1e6  # a label outside the axes is a last resort
             if best is None or cost < best[0]:

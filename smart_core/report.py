@@ -197,10 +197,10 @@ def paired_evaluations(cfg: Config) -> tuple[list[tuple[int, pd.DataFrame, pd.Da
     return pairs, names
 
 
-
 def _tests_named(table: pd.DataFrame) -> str:
     """The test(s) a statistics table used, from its `test` column, for the table's caption."""
     return " / ".join(dict.fromkeys(table["test"].astype(str))) if "test" in table else "test not recorded"
+
 
 def features(cfg: Config, figures_dir=None) -> dict:
     """Figures 3 and 4 (base vs tuned, pooled over seeds), paired statistics for every axis and

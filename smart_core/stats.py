@@ -242,8 +242,8 @@ def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
             why = short = f"significant pooled, but only {agreeing} of {seeds} seeds move in that direction"
         if note:  # a constant base, and tuning did not move it: nothing here bears on the claim
             return "not testable here", (f"the base outputs hold one value ({row['base_mode']:g}) in "
-                                         f"{row['base_modal_share']:.0%} of {n} pairs (the tuned outputs in "
-                                         f"{row.get('tuned_modal_share', float('nan')):.0%}) and tuning did not "
+                                         f"{row['base_modal_share']:.0%} of {n} pairs, the tuned outputs in "
+                                         f"{row.get('tuned_modal_share', float('nan')):.0%}, and tuning did not "
                                          f"move it ({short}{ties}): a base model that does not vary the quantity "
                                          "cannot show the paper's shift")
         return "inconclusive", f"{why}{ties}"

@@ -106,7 +106,7 @@ def test_the_frontier_draws_any_number_of_runs():
         legend = ax.get_legend()
         assert [t.get_text() for t in legend.get_texts()] == [f"run{i}" for i in range(7)]
         # each run's legend entry carries its line's colour and its points' marker
-        for handle, line, points in zip(legend.legend_handles, ax.get_lines(), ax.collections):
+        for handle, line in zip(legend.legend_handles, ax.get_lines()):
             assert handle.get_color() == line.get_color()
         assert len({h.get_marker() for h in legend.legend_handles}) == 5  # the markers cycle over 5 shapes
     finally:
