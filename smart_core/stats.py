@@ -212,6 +212,22 @@ PAPER_CLAIMS = [
 ]
 
 
+# what one paired-statistics row measured by itself: a significant move up or down in every seed, or neither
+MOVEMENTS = ("up", "down", "not significant", "seeds disagree")
+
+
+def movement(row, alpha: float = 0.05) -> str:
+    """What one row measured (MOVEMENTS): up / down when significant after Holm and in every seed's
+    direction. The one rule behind the claims' verdicts (judge) and the reward-transfer table."""
+    effect = row.get("rank_biserial", np.nan)
+    if row["p_adjusted"] >= alpha or not np.isfinite(effect) or effect == 0:
+        return "not significant"
+    agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
+    if agreeing < seeds:
+        return "seeds disagree"
+    return "up" if effect > 0 else "down"
+
+
 def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
     """(verdict, reason) for one paired-statistics row against the paper's direction `sign`.
 
@@ -232,10 +248,10 @@ def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
                                          "the quantity does not vary in either model")
         note = f"; the base outputs hold one value ({row['base_mode']:g}) in {row['base_modal_share']:.0%}"
     ties = f", {row['tied_share']:.0%} of pairs tied" if row.get("tied_share", 0) > 0.25 else ""
-    measured = np.sign(row["rank_biserial"])
+    moved = movement(row, alpha)
     agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
-    if row["p_adjusted"] >= alpha or agreeing < seeds:
-        if row["p_adjusted"] >= alpha:
+    if moved not in ("up", "down"):
+        if moved == "not significant":
             short = f"Holm-adjusted p = {row['p_adjusted']:.2g}"
             why = f"{short} (not below {alpha})"
         else:
@@ -247,7 +263,7 @@ def judge(row, sign: int, alpha: float = 0.05) -> tuple[str, str]:
                                          f"move it ({short}{ties}): a base model that does not vary the quantity "
                                          "cannot show the paper's shift")
         return "inconclusive", f"{why}{ties}"
-    return ("agrees" if measured == sign else "opposite"), \
+    return ("agrees" if (moved == "up") == (sign > 0) else "opposite"), \
         f"Holm-adjusted p = {row['p_adjusted']:.2g}, {agreeing}/{seeds} seeds{ties}{note}"
 
 

@@ -25,13 +25,10 @@ from .config import Config
 from .render_pool import RenderPool, RenderSettings
 from .runs import RunDir, read_keyed, write_keyed
 from .soundfonts import SOUNDFONTS, available_soundfonts, resolve_soundfont, soundfont_identity
-from .stats import PAIRED_TEST, compare_paired
+from .stats import PAIRED_TEST, compare_paired, movement
 
-ALPHA = 0.05
 # the verdict on one font, axis and scorer: the change measured on the training font, again?
 TRANSFER_VERDICTS = ("survives", "not significant", "seeds disagree", "reversed", "no gain to transfer")
-# what one row measured by itself: a significant move up or down in every seed, or neither
-CHANGES = ("up", "down", "not significant", "seeds disagree")
 
 
 def transfer_fonts(cfg: Config) -> dict[str, str]:
@@ -218,7 +215,7 @@ def transfer_table(scores: pd.DataFrame, training_font: str, run_scorer: str, pr
         stats.insert(4, "scorer_role", "training reward" if scorer_name == run_scorer else "cross-scored")
         rows.append(stats.rename(columns={"measure": "axis"}))
     table = pd.concat(rows, ignore_index=True)
-    table["change"] = [change(row) for _, row in table.iterrows()]
+    table["change"] = [movement(row) for _, row in table.iterrows()]
     reference = table[table["heard_in_training"]].set_index(["run", "scorer", "axis"])
     verdicts, retained = [], []
     for _, row in table.iterrows():
@@ -232,17 +229,6 @@ def transfer_table(scores: pd.DataFrame, training_font: str, run_scorer: str, pr
     table["verdict"] = verdicts
     table["training_reward_axis"] = (table["scorer"] == run_scorer) & (table["axis"] == primary_axis)
     return table
-
-
-def change(row) -> str:
-    """What one row measured (CHANGES): up / down when significant (Holm) and in every seed's direction."""
-    effect = row.get("rank_biserial", np.nan)
-    if row["p_adjusted"] >= ALPHA or not np.isfinite(effect) or effect == 0:
-        return "not significant"
-    agreeing, seeds = (int(x) for x in str(row["seeds_in_direction"]).split("/"))
-    if agreeing < seeds:
-        return "seeds disagree"
-    return "up" if effect > 0 else "down"
 
 
 def _verdict(here: str, reference: str) -> str:
