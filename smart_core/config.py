@@ -339,18 +339,16 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-# Keys that do not change what a run computes: how fast it goes (parallel rendering is order-preserving
-# and bit-identical), where it lives (runs_dir), and pipeline-level settings read outside the run
-# (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key;
-# the sizes of notebook 05's analyses and the ablation presets, which reach a run through its own keys).
-EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap", "best_of_n_max",
-                            "best_of_n_prompts", "cross_score_limit", "transfer_soundfonts", "ablations",
-                            "ablation_steps"})
-
 # Keys only notebook 05 and the ablation runs read (the paper's steps never see them, so setting one
 # re-runs only what it changes)
 BEYOND_KEYS = frozenset({"best_of_n_max", "best_of_n_prompts", "cross_score_limit", "transfer_soundfonts", "ablations",
                          "ablation_steps"})
+
+# Keys that do not change what a run computes: how fast it goes (parallel rendering is order-preserving
+# and bit-identical), where it lives (runs_dir), and pipeline-level settings read outside the run
+# (how many replicates there are; the diversity sweep's bootstrap, part of the sweep's own cache key;
+# the sizes of notebook 05's analyses and the ablation presets, which reach a run through its own keys).
+EXECUTION_ONLY = frozenset({"render_workers", "runs_dir", "replicates", "diversity_bootstrap"}) | BEYOND_KEYS
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
