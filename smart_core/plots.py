@@ -360,8 +360,7 @@ def quality_diversity_frontier(sweeps: pd.DataFrame, metric: str = "vendi"):
         handles.append(Line2D([], [], color=line.get_color(), lw=1, marker=markers[run], mfc="white", mec="k",
                               mew=0.5, label=run))
         if with_interval:
-            xerr = np.nan_to_num(np.clip([df[metric] - df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] - df[metric]],
-                                         0, None))
+            xerr = _error_bars(df[metric], df[f"{metric}_ci_low"], df[f"{metric}_ci_high"])
             bars = ax.errorbar(df[metric], df["reward_mean"], xerr=xerr, fmt="none", ecolor=line.get_color(),
                                elinewidth=0.8, alpha=0.6, capsize=0, zorder=2)
             bars.lines[2][0].set_gid("bootstrap_interval")
@@ -482,11 +481,16 @@ def power_plot(curve: pd.DataFrame, title: str, participants_now: int | None = 1
 # ------------------------------------------------------------------------------------------------ beyond
 
 
+def _error_bars(values, low, high) -> np.ndarray:
+    """Asymmetric error bars [2, n] (below, above) from an interval's bounds; a missing bound draws none."""
+    return np.nan_to_num(np.clip([values - low, high - values], 0, None))
+
+
 def _yerr(df: pd.DataFrame, metric: str) -> np.ndarray | None:
     """Asymmetric error bars from `<metric>_ci_low/high` (None without an interval)."""
     if not _has_interval(df, metric):
         return None
-    return np.nan_to_num(np.clip([df[metric] - df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] - df[metric]], 0, None))
+    return _error_bars(df[metric], df[f"{metric}_ci_low"], df[f"{metric}_ci_high"])
 
 
 def best_of_n_plot(table: pd.DataFrame, reward_label: str, metrics=("mean_reward", "pairwise_distance", "vendi")):
@@ -523,8 +527,7 @@ def transfer_plot(table: pd.DataFrame, run_scorer: str, primary_axis: str):
     SoundFont (the training one filled, the unheard ones open) with its 95% bootstrap CI; a last
     panel with the cross-scored axes on the training font when there are any."""
     def difference_err(part):  # compare_paired names the median difference's CI difference_ci_low / _high
-        return np.nan_to_num(np.clip([part["median_difference"] - part["difference_ci_low"],
-                                      part["difference_ci_high"] - part["median_difference"]], 0, None))
+        return _error_bars(part["median_difference"], part["difference_ci_low"], part["difference_ci_high"])
 
     main = table[(table["scorer"] == run_scorer) & (table["axis"] == primary_axis)]
     cross = table[table["scorer"] != run_scorer]
