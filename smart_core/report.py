@@ -429,8 +429,9 @@ class RecordedScorer:
 
 def interval_text(df: pd.DataFrame, metric: str) -> list[str]:
     """"[low, high]" per row from `<metric>_ci_low/high` (3 significant digits), for LaTeX and Markdown."""
-    return [f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else ""
-            for lo, hi in zip(df[f"{metric}_ci_low"].astype(float), df[f"{metric}_ci_high"].astype(float))]
+    from .results import bracket
+
+    return [bracket(lo, hi) for lo, hi in zip(df[f"{metric}_ci_low"].astype(float), df[f"{metric}_ci_high"].astype(float))]
 
 
 def final_evaluations(cfg: Config, names) -> dict[str, pd.DataFrame]:
@@ -464,7 +465,8 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
     out, backend, record = out_dir(cfg, figures_dir), backend_of(cfg), scorer_record(cfg)
     scorer, seeds = RecordedScorer(record), str(cfg.seed)
     result = {}
-    evaluations = final_evaluations(cfg, list(RUN_ORDER) + cfg.ablation_runs())
+    # every run an analysis below reads, each read (and checked against its config) once
+    evaluations = final_evaluations(cfg, list(dict.fromkeys(list(RUN_ORDER) + cfg.replicate_runs() + cfg.ablation_runs())))
 
     draws = best_of_n.load_pool(cfg, scorer)
     if draws is not None:
@@ -489,8 +491,7 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
                    for name, part in scores.groupby("scorer")}
         table = transfer.transfer_table(scores, transfer.training_font_name(cfg), record["backend"],
                                         record["primary_axis"], axes_of, seed=cfg.seed)
-        table["difference_ci"] = [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(table["difference_ci_low"],
-                                                                           table["difference_ci_high"])]
+        table["difference_ci"] = interval_text(table, "difference")
         shown = table["training_reward_axis"] | (table["scorer_role"] == "cross-scored")
         plots.save_table(table, "reward_transfer", out, cfg.profile, backend, seeds=seeds_text(cfg, cfg.all_runs()),
                          latex_rows=shown, latex_columns={
@@ -528,8 +529,8 @@ def beyond(cfg: Config, figures_dir=None) -> dict:
         plots.save_figure(plots.ablation_curves(logs, baseline), "ablations_training", out, cfg.profile, backend, seeds)
         result["ablations"] = table
         result["answer"] = ablations.answer(table, cfg.ablation_runs())
-        replicates = final_evaluations(cfg, cfg.replicate_runs())  # how far training seeds alone spread a run
-        means = [t["reward"].mean() for t in replicates.values()]
+        # how far training seeds alone spread a run
+        means = [evaluations[n]["reward"].mean() for n in cfg.replicate_runs() if n in evaluations]
         result["seed_spread"] = {"run": cfg.replicate_runs()[0], "n": len(means), "low": min(means, default=np.nan),
                                  "high": max(means, default=np.nan)}
 

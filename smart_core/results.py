@@ -69,9 +69,16 @@ def write_discussion(claims: pd.DataFrame, out_dir: Path, stamp: str, notes: lis
 # ------------------------------------------------------------------------------------------------ beyond
 
 
+def bracket(low, high) -> str:
+    """An interval as "[low, high]" (3 significant digits), or "" when a bound is missing: the one way
+    the tables and the sentences print a confidence interval."""
+    known = low is not None and high is not None and np.isfinite(float(low)) and np.isfinite(float(high))
+    return f"[{low:.3g}, {high:.3g}]" if known else ""
+
+
 def _ci(row, metric: str) -> str:
-    lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
-    return f" [{lo:.3g}, {hi:.3g}]" if lo is not None and pd.notna(lo) and pd.notna(hi) else ""
+    text = bracket(row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high"))
+    return f" {text}" if text else ""
 
 
 def best_of_n_sentences(table: pd.DataFrame) -> list[str]:
