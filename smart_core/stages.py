@@ -22,13 +22,20 @@ from .runs import RunDir, read_keyed, write_keyed
 from .runtime import resolve_device, use_bf16
 
 
+def scoring_device(cfg: Config) -> torch.device:
+    """The device a scorer loads onto: the configured one, under torchrun this process's GPU (made the
+    current GPU: the package's loaders put the model on the current GPU first)."""
+    device = device_for(world_from_env(), resolve_device(cfg.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
 def scorer_for(cfg: Config):
     """The configured scorer on the configured device; what it is (backend, axes, weights' provenance)
     goes to runs/<profile>/reward.json, from which every figure and table takes its axes and stamp."""
     world = world_from_env()
-    device = device_for(world, resolve_device(cfg.device))  # under torchrun: this process's GPU
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # the package's loaders put the model on the current GPU first
+    device = scoring_device(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         scorer = load_scorer(cfg.reward_backend, cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
@@ -154,7 +161,7 @@ def cross_scorer_for(cfg: Config, scorer):
     if scorer.name == "standin":
         if not audiobox_available_offline(cfg.audiobox_checkpoint):
             return None
-        device = device_for(world_from_env(), resolve_device(cfg.device))
+        device = scoring_device(cfg)
         return load_scorer("audiobox", cfg.audiobox_checkpoint, device, use_bf16(cfg.precision, device))
     return load_scorer("standin")
 
