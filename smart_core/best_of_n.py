@@ -25,6 +25,7 @@ from .render_pool import RenderPool
 from .runs import read_keyed, write_keyed
 from .runtime import resolve_device
 
+
 def n_values(cfg: Config) -> list[int]:
     """1, 2, 4, ... up to best_of_n_max (which is included when it is not a power of two)."""
     values = [1 << k for k in range(cfg.best_of_n_max.bit_length()) if 1 << k <= cfg.best_of_n_max]
